@@ -2,25 +2,505 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wren/diskqueue"
+	"wren/protocol"
 )
 
-// Broker is one wren broker: topics, channels, clients and its listeners.
+// ErrBrokerClosed is returned by operations on a broker that is shutting
+// down.
+var ErrBrokerClosed = errors.New("broker closed")
+
+// Broker is one wren broker: its topics and their channels, its clients,
+// and its TCP, HTTP and HTTPS listeners.
+//
+// Lock order: Broker.mu, then Topic.mu, then Channel.mu, then client.mu;
+// client.writeMu is never held while taking any of the others.
 type Broker struct {
-	opts *Options
+	opts           *Options
+	logger         *slog.Logger
+	identifyLimits protocol.IdentifyLimits
+	queues         *queueConfig
+	tlsConfig      *tls.Config
+	startTime      time.Time
+
+	mu      sync.RWMutex
+	topics  map[string]*Topic
+	clients map[int64]*client
+	exiting bool
+
+	nextClientID atomic.Int64
+	health       atomic.Pointer[string] // last disk error; nil when healthy
+
+	metaMu   sync.Mutex // serialises writes of nsqd.dat
+	dataLock *os.File
+
+	tcpListener   net.Listener
+	httpListener  net.Listener
+	httpsListener net.Listener
+	httpServers   []*http.Server
+	conns         sync.WaitGroup // connection handlers
+	serving       sync.WaitGroup // accept loops and HTTP servers
+	shutdownOnce  sync.Once
 }
 
-// New checks opts and returns a broker that has opened nothing yet.
+// New checks opts and returns a broker that has opened nothing yet. The
+// broker keeps opts; do not change them afterwards.
 func New(opts *Options) (*Broker, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &Broker{opts: opts}, nil
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	b := &Broker{
+		opts:    opts,
+		logger:  logger,
+		topics:  make(map[string]*Topic),
+		clients: make(map[int64]*client),
+	}
+	b.identifyLimits = protocol.IdentifyLimits{
+		DefaultHeartbeatInterval:   opts.ClientTimeout / 2,
+		MaxHeartbeatInterval:       opts.MaxHeartbeatInterval,
+		DefaultOutputBufferSize:    defaultBufferSize,
+		MaxOutputBufferSize:        int(opts.MaxOutputBufferSize),
+		DefaultOutputBufferTimeout: opts.OutputBufferTimeout,
+		MinOutputBufferTimeout:     opts.MinOutputBufferTimeout,
+		MaxOutputBufferTimeout:     opts.MaxOutputBufferTimeout,
+		DefaultMsgTimeout:          opts.MsgTimeout,
+		MaxMsgTimeout:              opts.MaxMsgTimeout,
+		DeflateEnabled:             opts.DeflateEnabled,
+		MaxDeflateLevel:            opts.MaxDeflateLevel,
+		SnappyEnabled:              opts.SnappyEnabled,
+		TLSEnabled:                 opts.TLSCert != "",
+	}
+	b.queues = &queueConfig{
+		dataPath:            opts.DataPath,
+		nodeID:              opts.NodeID,
+		memQueueSize:        opts.MemQueueSize,
+		maxChannelConsumers: opts.MaxChannelConsumers,
+		logger:              logger,
+		openBackend:         b.openBackend,
+		setHealth:           b.setHealth,
+	}
+	return b, nil
 }
 
-// Start locks the data path, restores topics and channels, and starts the
-// listeners. It returns once every listener is accepting.
-func (b *Broker) Start() error { return errors.New("not yet") }
+func (b *Broker) openBackend(name string, ephemeral bool) diskqueue.Queue {
+	if ephemeral {
+		return diskqueue.NewDiscard()
+	}
+	return diskqueue.Open(diskqueue.Options{
+		Name:            diskQueueName(name),
+		DataPath:        b.opts.DataPath,
+		MaxBytesPerFile: b.opts.MaxBytesPerFile,
+		MinRecordSize:   protocol.MessageHeaderSize,
+		MaxRecordSize:   int32(b.opts.MaxMsgSize) + protocol.MessageHeaderSize,
+		SyncEvery:       b.opts.SyncEvery,
+		SyncTimeout:     b.opts.SyncTimeout,
+		Logger:          b.logger,
+	})
+}
 
-// Shutdown stops the listeners, closes clients and persists every queue.
-func (b *Broker) Shutdown(ctx context.Context) error { return nil }
+func (b *Broker) setHealth(err error) {
+	if err == nil {
+		b.health.Store(nil)
+		return
+	}
+	s := err.Error()
+	b.health.Store(&s)
+}
+
+// Health is "OK", or "NOK - <error>" after a failed disk write.
+func (b *Broker) Health() string {
+	if s := b.health.Load(); s != nil {
+		return "NOK - " + *s
+	}
+	return "OK"
+}
+
+// Start locks the data path, restores topics and channels from nsqd.dat,
+// and starts the listeners. It returns once every listener is accepting.
+func (b *Broker) Start() error {
+	b.startTime = time.Now()
+	lock, err := lockDataPath(b.opts.DataPath)
+	if err != nil {
+		return err
+	}
+	b.dataLock = lock
+	if err := b.start(); err != nil {
+		b.closeListeners()
+		unlockDataPath(b.dataLock)
+		return err
+	}
+	return nil
+}
+
+func (b *Broker) start() error {
+	if b.opts.TLSCert != "" {
+		cfg, err := buildTLSConfig(b.opts)
+		if err != nil {
+			return err
+		}
+		b.tlsConfig = cfg
+	}
+	if err := b.loadMetadata(); err != nil {
+		return err
+	}
+	var err error
+	if b.tcpListener, err = listen(b.opts.TCPAddress); err != nil {
+		return fmt.Errorf("listen on --tcp-address=%s: %w", b.opts.TCPAddress, err)
+	}
+	if b.opts.HTTPAddress != "" {
+		if b.httpListener, err = listen(b.opts.HTTPAddress); err != nil {
+			return fmt.Errorf("listen on --http-address=%s: %w", b.opts.HTTPAddress, err)
+		}
+	}
+	if b.tlsConfig != nil && b.opts.HTTPSAddress != "" {
+		if b.httpsListener, err = listen(b.opts.HTTPSAddress); err != nil {
+			return fmt.Errorf("listen on --https-address=%s: %w", b.opts.HTTPSAddress, err)
+		}
+	}
+	b.serving.Add(1)
+	go func() {
+		defer b.serving.Done()
+		serveListener(b.tcpListener, b.logger, &b.conns, b.handleTCP)
+	}()
+	if b.httpListener != nil {
+		b.serveHTTP(b.httpListener, false)
+	}
+	if b.httpsListener != nil {
+		b.serveHTTP(tls.NewListener(b.httpsListener, b.tlsConfig), true)
+	}
+	b.logger.Info("broker listening", "tcp", b.tcpListener.Addr().String(), "http", addrString(b.httpListener), "https", addrString(b.httpsListener))
+	return b.persistMetadata()
+}
+
+func (b *Broker) serveHTTP(l net.Listener, isHTTPS bool) {
+	srv := &http.Server{
+		Handler:           newHTTPHandler(b, isHTTPS),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(b.logger.Handler(), slog.LevelDebug),
+	}
+	b.httpServers = append(b.httpServers, srv)
+	b.serving.Add(1)
+	go func() {
+		defer b.serving.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.logger.Error("http server stopped", "err", err)
+		}
+	}()
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// listen opens a TCP listener, or a unix socket when addr is a path.
+func listen(addr string) (net.Listener, error) {
+	if strings.Contains(addr, "/") {
+		_ = os.Remove(addr)
+		return net.Listen("unix", addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// TCPAddr, HTTPAddr and HTTPSAddr return the listeners' addresses (nil
+// when not listening), so callers may listen on port 0.
+func (b *Broker) TCPAddr() net.Addr   { return listenerAddr(b.tcpListener) }
+func (b *Broker) HTTPAddr() net.Addr  { return listenerAddr(b.httpListener) }
+func (b *Broker) HTTPSAddr() net.Addr { return listenerAddr(b.httpsListener) }
+
+func listenerAddr(l net.Listener) net.Addr {
+	if l == nil {
+		return nil
+	}
+	return l.Addr()
+}
+
+// handleTCP reads the protocol magic and runs the protocol it names.
+func (b *Broker) handleTCP(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(b.opts.ClientTimeout))
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(conn, magic); err != nil {
+		b.logger.Debug("failed to read protocol magic", "client", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if string(magic) != protocol.MagicV2 {
+		b.logger.Error("bad protocol magic", "client", conn.RemoteAddr().String(), "magic", string(magic))
+		_, _ = conn.Write(protocol.AppendFrame(nil, protocol.FrameTypeError, []byte(protocol.CodeBadProtocol)))
+		conn.Close()
+		return
+	}
+	b.serveV2(conn)
+}
+
+func (b *Broker) addClient(c *client) {
+	b.mu.Lock()
+	b.clients[c.id] = c
+	exiting := b.exiting
+	b.mu.Unlock()
+	if exiting {
+		c.close("broker exiting")
+	}
+}
+
+func (b *Broker) removeClient(c *client) {
+	b.mu.Lock()
+	delete(b.clients, c.id)
+	b.mu.Unlock()
+}
+
+// Topic returns the named topic, creating it if needed.
+func (b *Broker) Topic(name string) (*Topic, error) {
+	b.mu.RLock()
+	t, ok := b.topics[name]
+	exiting := b.exiting
+	b.mu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	if exiting {
+		return nil, ErrBrokerClosed
+	}
+	b.mu.Lock()
+	if b.exiting {
+		b.mu.Unlock()
+		return nil, ErrBrokerClosed
+	}
+	if t, ok = b.topics[name]; ok {
+		b.mu.Unlock()
+		return t, nil
+	}
+	t = newTopic(name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
+	b.topics[name] = t
+	b.mu.Unlock()
+	b.logger.Info("new topic", "topic", name)
+	if !t.ephemeral {
+		b.metadataChanged()
+	}
+	return t, nil
+}
+
+// ExistingTopic returns the named topic, or nil.
+func (b *Broker) ExistingTopic(name string) *Topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.topics[name]
+}
+
+// Topics returns every topic, sorted by name.
+func (b *Broker) Topics() []*Topic {
+	b.mu.RLock()
+	out := make([]*Topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		out = append(out, t)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// DeleteTopic removes a topic with its channels and data.
+func (b *Broker) DeleteTopic(name string) bool {
+	b.mu.Lock()
+	t, ok := b.topics[name]
+	if ok {
+		delete(b.topics, name)
+	}
+	b.mu.Unlock()
+	if !ok {
+		return false
+	}
+	t.delete()
+	b.logger.Info("deleted topic", "topic", name)
+	if !t.ephemeral {
+		b.metadataChanged()
+	}
+	return true
+}
+
+func (b *Broker) removeEphemeralTopic(t *Topic) {
+	t.mu.RLock()
+	empty := len(t.channelList) == 0
+	t.mu.RUnlock()
+	if empty {
+		b.DeleteTopic(t.name)
+	}
+}
+
+// metadataChanged persists nsqd.dat after a create, delete or pause.
+func (b *Broker) metadataChanged() {
+	b.mu.RLock()
+	exiting := b.exiting
+	b.mu.RUnlock()
+	if exiting {
+		return
+	}
+	if err := b.persistMetadata(); err != nil {
+		b.logger.Error("writing metadata", "err", err)
+	}
+}
+
+func (b *Broker) persistMetadata() error {
+	b.metaMu.Lock()
+	defer b.metaMu.Unlock()
+	md := metadataFile{Topics: []topicMetadata{}, Version: protocol.NSQVersion}
+	for _, t := range b.Topics() {
+		if t.ephemeral {
+			continue
+		}
+		tm := topicMetadata{Name: t.name, Paused: t.IsPaused(), Channels: []channelMetadata{}}
+		for _, ch := range t.Channels() {
+			if ch.ephemeral {
+				continue
+			}
+			tm.Channels = append(tm.Channels, channelMetadata{Name: ch.name, Paused: ch.IsPaused()})
+		}
+		md.Topics = append(md.Topics, tm)
+	}
+	data, err := jsonMarshal(md)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(b.opts.DataPath+"/"+metadataFileName, data)
+}
+
+func (b *Broker) loadMetadata() error {
+	md, err := readMetadata(b.opts.DataPath)
+	if err != nil {
+		return err
+	}
+	for _, tm := range md.Topics {
+		if !protocol.IsValidTopicName(tm.Name) || protocol.IsEphemeral(tm.Name) {
+			b.logger.Warn("skipping topic from metadata", "topic", tm.Name)
+			continue
+		}
+		t := newTopic(tm.Name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
+		t.paused = tm.Paused
+		b.topics[tm.Name] = t
+		for _, cm := range tm.Channels {
+			if !protocol.IsValidChannelName(cm.Name) || protocol.IsEphemeral(cm.Name) {
+				continue
+			}
+			ch := newChannel(tm.Name, cm.Name, b.queues, t.removeEphemeralChannel)
+			ch.paused.Store(cm.Paused)
+			t.channels[cm.Name] = ch
+			t.channelList = append(t.channelList, ch)
+		}
+		t.wakePump()
+	}
+	return nil
+}
+
+// Shutdown stops accepting, closes every client (their in-flight messages
+// go back to their channels), persists metadata, then writes every queue's
+// memory and deferred messages to disk and syncs it. It waits for all of
+// that or for ctx.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	var err error
+	b.shutdownOnce.Do(func() {
+		done := make(chan error, 1)
+		go func() { done <- b.shutdown() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	})
+	return err
+}
+
+func (b *Broker) shutdown() error {
+	b.logger.Info("broker shutting down")
+	// 1. Stop listeners; no new connections.
+	b.closeListeners()
+	for _, srv := range b.httpServers {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+	// 2. Close clients and wait for their handlers; in-flight messages go
+	// back to their channels.
+	b.mu.Lock()
+	b.exiting = true
+	clients := make([]*client, 0, len(b.clients))
+	for _, c := range b.clients {
+		clients = append(clients, c)
+	}
+	b.mu.Unlock()
+	for _, c := range clients {
+		c.close("broker exiting")
+	}
+	b.conns.Wait()
+	b.serving.Wait()
+	// 3. Persist metadata; 4. persist and sync every queue.
+	var errs []error
+	if b.dataLock != nil {
+		errs = append(errs, b.persistMetadata())
+	}
+	for _, t := range b.Topics() {
+		errs = append(errs, t.close())
+	}
+	unlockDataPath(b.dataLock)
+	b.logger.Info("broker stopped")
+	return errors.Join(errs...)
+}
+
+func (b *Broker) closeListeners() {
+	for _, l := range []net.Listener{b.tcpListener, b.httpListener, b.httpsListener} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+func buildTLSConfig(o *Options) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:   uint16(o.TLSMinVersion),
+	}
+	switch o.TLSClientAuthPolicy {
+	case "require":
+		cfg.ClientAuth = tls.RequireAnyClientCert
+	case "require-verify":
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if o.TLSRootCAFile != "" {
+		pem, err := os.ReadFile(o.TLSRootCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --tls-root-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-root-ca-file=%s holds no PEM certificates", o.TLSRootCAFile)
+		}
+		cfg.ClientCAs = pool
+	}
+	return cfg, nil
+}

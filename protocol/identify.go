@@ -123,20 +123,22 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 		return s, badIdentify("msg timeout (%d) is invalid", mt)
 	}
 
+	if !d.FeatureNegotiation {
+		// Without negotiation nsqd grants no upgrades and checks none.
+		return s, nil
+	}
 	s.TLS = d.TLSv1 && l.TLSEnabled
 	s.Deflate = d.Deflate && l.DeflateEnabled
 	s.Snappy = d.Snappy && l.SnappyEnabled
+	s.DeflateLevel = 6
+	if s.Deflate && d.DeflateLevel > 0 {
+		s.DeflateLevel = d.DeflateLevel
+	}
+	if s.DeflateLevel > l.MaxDeflateLevel {
+		s.DeflateLevel = l.MaxDeflateLevel
+	}
 	if s.Deflate && s.Snappy {
 		return s, NewError(CodeIdentifyFailed, "cannot enable both deflate and snappy compression")
-	}
-	if s.Deflate {
-		s.DeflateLevel = 6
-		if d.DeflateLevel > 0 {
-			s.DeflateLevel = d.DeflateLevel
-		}
-		if s.DeflateLevel > l.MaxDeflateLevel {
-			s.DeflateLevel = l.MaxDeflateLevel
-		}
 	}
 	return s, nil
 }

@@ -1,0 +1,410 @@
+package broker
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wren/diskqueue"
+	"wren/protocol"
+)
+
+var errExiting = errors.New("exiting")
+
+// Channel is one subscription of a topic: every message published to the
+// topic gets a copy here, delivered to one of the channel's clients.
+//
+// Messages wait in a memory queue of up to MemQueueSize entries, then in
+// the disk queue; deferred ones in a heap ordered by due time, fired by one
+// timer. In-flight messages belong to the client they were sent to.
+type Channel struct {
+	topicName string
+	name      string
+	ephemeral bool
+	cfg       *queueConfig
+	logger    *slog.Logger
+
+	mu       sync.Mutex
+	memory   messageQueue
+	deferred deferredHeap
+	timer    *time.Timer // fires at deferred[0].due
+	timerAt  int64
+	clients  map[int64]*client
+	waiting  []*client // idle clients to wake on the next put
+	exiting  bool
+	deleted  bool
+	backend  diskqueue.Queue
+	paused   atomic.Bool
+
+	messageCount  atomic.Uint64
+	requeueCount  atomic.Uint64
+	timeoutCount  atomic.Uint64
+	inFlightCount atomic.Int64
+
+	// onLastClient runs (without c.mu) when an ephemeral channel loses its
+	// last client; the topic deletes the channel then.
+	onLastClient func(*Channel)
+}
+
+func newChannel(topicName, name string, cfg *queueConfig, onLastClient func(*Channel)) *Channel {
+	c := &Channel{
+		topicName:    topicName,
+		name:         name,
+		ephemeral:    protocol.IsEphemeral(name),
+		cfg:          cfg,
+		logger:       cfg.logger.With("topic", topicName, "channel", name),
+		clients:      make(map[int64]*client),
+		onLastClient: onLastClient,
+	}
+	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
+	c.restoreDeferred()
+	return c
+}
+
+func (c *Channel) backendName() string { return c.topicName + ":" + c.name }
+
+// Name returns the channel's name.
+func (c *Channel) Name() string { return c.name }
+
+// put queues messages for delivery: in memory while there is room, then
+// on disk (ephemeral channels drop the overflow).
+func (c *Channel) put(msgs []*message) error {
+	var overflow []*message
+	c.mu.Lock()
+	if c.exiting {
+		c.mu.Unlock()
+		return errExiting
+	}
+	for _, m := range msgs {
+		if m.due > 0 {
+			c.pushDeferredLocked(m)
+			continue
+		}
+		if int64(c.memory.len()) < c.cfg.memQueueSize {
+			c.memory.push(m)
+		} else {
+			overflow = append(overflow, m)
+		}
+	}
+	c.messageCount.Add(uint64(len(msgs)))
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	return c.writeToBackend(overflow)
+}
+
+// requeue returns a message that was in flight: at once to the back of the
+// queue, or after delay.
+func (c *Channel) requeue(m *message, delay time.Duration) {
+	m.owner = nil
+	if delay > 0 {
+		m.due = time.Now().Add(delay).UnixNano()
+	} else {
+		m.due = 0
+	}
+	c.mu.Lock()
+	if c.deleted {
+		c.mu.Unlock()
+		return
+	}
+	if m.due > 0 {
+		c.pushDeferredLocked(m)
+		c.mu.Unlock()
+		return
+	}
+	if int64(c.memory.len()) < c.cfg.memQueueSize || c.exiting {
+		// While exiting the memory queue is flushed to disk after clients
+		// are closed, so requeues from closing clients are kept in order.
+		c.memory.push(m)
+		c.wakeWaitersLocked()
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	if err := c.writeToBackend([]*message{m}); err != nil {
+		c.logger.Error("requeue to disk failed", "id", string(m.ID[:]), "err", err)
+	}
+}
+
+func (c *Channel) writeToBackend(msgs []*message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	buf := make([]byte, 0, 256)
+	for _, m := range msgs {
+		buf = protocol.AppendMessage(buf[:0], &m.Message)
+		if err := c.backend.Put(buf); err != nil {
+			c.cfg.setHealth(err)
+			return err
+		}
+	}
+	return nil
+}
+
+// c.mu must be held.
+func (c *Channel) pushDeferredLocked(m *message) {
+	heap.Push(&c.deferred, m)
+	if c.deferred[0] == m {
+		c.armTimerLocked()
+	}
+}
+
+// c.mu must be held.
+func (c *Channel) armTimerLocked() {
+	if len(c.deferred) == 0 || c.exiting {
+		return
+	}
+	due := c.deferred[0].due
+	if c.timer != nil && c.timerAt != 0 && c.timerAt <= due {
+		return
+	}
+	d := time.Duration(due - time.Now().UnixNano())
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.fireDeferred)
+	} else {
+		c.timer.Reset(d)
+	}
+	c.timerAt = due
+}
+
+// fireDeferred moves every due deferred message to the back of the queue.
+func (c *Channel) fireDeferred() {
+	now := time.Now().UnixNano()
+	var overflow []*message
+	c.mu.Lock()
+	c.timerAt = 0
+	if c.exiting {
+		c.mu.Unlock()
+		return
+	}
+	for len(c.deferred) > 0 && c.deferred[0].due <= now {
+		m := heap.Pop(&c.deferred).(*message)
+		m.due = 0
+		if int64(c.memory.len()) < c.cfg.memQueueSize {
+			c.memory.push(m)
+		} else {
+			overflow = append(overflow, m)
+		}
+	}
+	c.armTimerLocked()
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	if err := c.writeToBackend(overflow); err != nil {
+		c.logger.Error("deferred message to disk failed", "err", err)
+	}
+}
+
+// c.mu must be held.
+func (c *Channel) wakeWaitersLocked() {
+	for _, cl := range c.waiting {
+		cl.waiting = false
+		cl.wakeUp()
+	}
+	c.waiting = c.waiting[:0]
+}
+
+// pop appends up to n messages from memory to dst. When there are none it
+// registers cl to be woken by the next put.
+func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
+	c.mu.Lock()
+	if c.memory.len() == 0 {
+		if !cl.waiting && !c.exiting {
+			cl.waiting = true
+			c.waiting = append(c.waiting, cl)
+		}
+		c.mu.Unlock()
+		return dst
+	}
+	dst = c.memory.popInto(dst, n)
+	c.mu.Unlock()
+	return dst
+}
+
+// unpop returns messages taken by pop but not sent, to the head of the queue.
+func (c *Channel) unpop(msgs []*message) {
+	c.mu.Lock()
+	for i := len(msgs) - 1; i >= 0; i-- {
+		c.memory.pushFront(msgs[i])
+	}
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+}
+
+func (c *Channel) addClient(cl *client) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exiting {
+		return errExiting
+	}
+	if _, ok := c.clients[cl.id]; ok {
+		return nil
+	}
+	if max := c.cfg.maxChannelConsumers; max > 0 && len(c.clients) >= max {
+		return fmt.Errorf("consumers for %s:%s exceeds limit of %d", c.topicName, c.name, max)
+	}
+	c.clients[cl.id] = cl
+	return nil
+}
+
+func (c *Channel) removeClient(cl *client) {
+	c.mu.Lock()
+	if _, ok := c.clients[cl.id]; !ok {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.clients, cl.id)
+	if cl.waiting {
+		for i, w := range c.waiting {
+			if w == cl {
+				c.waiting = append(c.waiting[:i], c.waiting[i+1:]...)
+				break
+			}
+		}
+		cl.waiting = false
+	}
+	last := len(c.clients) == 0 && c.ephemeral && !c.exiting
+	c.mu.Unlock()
+	if last && c.onLastClient != nil {
+		c.onLastClient(c)
+	}
+}
+
+func (c *Channel) clientCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.clients)
+}
+
+func (c *Channel) clientList() []*client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		out = append(out, cl)
+	}
+	return out
+}
+
+// Pause stops delivery to the channel's clients; messages keep queuing.
+func (c *Channel) Pause() { c.paused.Store(true) }
+
+// Unpause resumes delivery.
+func (c *Channel) Unpause() {
+	c.paused.Store(false)
+	for _, cl := range c.clientList() {
+		cl.wakeUp()
+	}
+}
+
+// IsPaused reports whether delivery is paused.
+func (c *Channel) IsPaused() bool { return c.paused.Load() }
+
+// Empty drops every queued, deferred and in-flight message.
+func (c *Channel) Empty() error {
+	c.mu.Lock()
+	c.memory.drain()
+	c.deferred = nil
+	clients := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		clients = append(clients, cl)
+	}
+	c.mu.Unlock()
+	for _, cl := range clients {
+		cl.dropInFlight()
+	}
+	return c.backend.Empty()
+}
+
+// Depth is the number of messages waiting in memory and on disk, not
+// counting in-flight and deferred ones.
+func (c *Channel) Depth() int64 {
+	c.mu.Lock()
+	n := int64(c.memory.len())
+	c.mu.Unlock()
+	return n + c.backend.Depth()
+}
+
+func (c *Channel) deferredCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.deferred)
+}
+
+// delete closes the channel's clients and removes its data.
+func (c *Channel) delete() {
+	c.mu.Lock()
+	c.exiting, c.deleted = true, true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.memory.drain()
+	c.deferred = nil
+	clients := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		clients = append(clients, cl)
+	}
+	c.mu.Unlock()
+	for _, cl := range clients {
+		cl.close("channel deleted")
+	}
+	if err := c.backend.Delete(); err != nil {
+		c.logger.Error("deleting channel data", "err", err)
+	}
+	removeDeferredFile(c.cfg.dataPath, c.backendName())
+}
+
+// beginExit stops the deferred timer and refuses new clients; messages may
+// still be requeued by closing clients until close.
+func (c *Channel) beginExit() {
+	c.mu.Lock()
+	c.exiting = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// close writes memory-queued messages to disk and deferred ones, with their
+// due times, to the deferred file, then syncs and closes the disk queue.
+// Clients must be gone.
+func (c *Channel) close() error {
+	c.beginExit()
+	c.mu.Lock()
+	msgs := c.memory.drain()
+	deferred := []*message(c.deferred)
+	c.deferred = nil
+	c.mu.Unlock()
+	var errs []error
+	if !c.ephemeral {
+		errs = append(errs, c.writeToBackend(msgs))
+		errs = append(errs, writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred))
+	}
+	errs = append(errs, c.backend.Close())
+	return errors.Join(errs...)
+}
+
+// restoreDeferred loads the deferred file a clean shutdown left, keeping
+// each message's due time.
+func (c *Channel) restoreDeferred() {
+	if c.ephemeral {
+		return
+	}
+	msgs, err := readDeferredFile(c.cfg.dataPath, c.backendName())
+	if err != nil {
+		c.logger.Error("reading deferred messages", "err", err)
+		return
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for _, m := range msgs {
+		c.pushDeferredLocked(m)
+	}
+	c.mu.Unlock()
+	removeDeferredFile(c.cfg.dataPath, c.backendName())
+	c.logger.Info("restored deferred messages", "count", len(msgs))
+}

@@ -1,0 +1,232 @@
+package broker
+
+import (
+	"wren/protocol"
+)
+
+// message is a message inside the broker: the wire fields plus the state of
+// its one delivery. Each channel holds its own copy; Body is shared.
+//
+// The delivery fields are owned by whoever holds the message: the channel's
+// queues while it waits, then the client that has it in flight (under
+// client.mu).
+type message struct {
+	protocol.Message
+
+	deliveredAt int64 // Unix ns of the delivery now in flight
+	deadline    int64 // Unix ns when the in-flight delivery times out
+	owner       *client
+	prev, next  *message // in the owner's in-flight list, by deadline
+
+	due       int64 // Unix ns when a deferred message becomes ready
+	heapIndex int   // position in a deferred heap, -1 when not in one
+}
+
+func newMessage(id protocol.MessageID, ts int64, body []byte) *message {
+	return &message{Message: protocol.Message{ID: id, Timestamp: ts, Body: body}, heapIndex: -1}
+}
+
+// copyForChannel returns a fresh message with the same ID, timestamp,
+// attempts and body, for fan-out to another channel.
+func (m *message) copyForChannel() *message {
+	return &message{Message: m.Message, due: m.due, heapIndex: -1}
+}
+
+// messageQueue is a FIFO ring of messages. Not safe for concurrent use.
+type messageQueue struct {
+	buf        []*message
+	head, size int
+}
+
+func (q *messageQueue) len() int { return q.size }
+
+func (q *messageQueue) push(m *message) {
+	if q.size == len(q.buf) {
+		q.grow()
+	}
+	q.buf[(q.head+q.size)%len(q.buf)] = m
+	q.size++
+}
+
+// pushFront puts m back at the head, for a message taken but not sent.
+func (q *messageQueue) pushFront(m *message) {
+	if q.size == len(q.buf) {
+		q.grow()
+	}
+	q.head = (q.head - 1 + len(q.buf)) % len(q.buf)
+	q.buf[q.head] = m
+	q.size++
+}
+
+func (q *messageQueue) pop() *message {
+	if q.size == 0 {
+		return nil
+	}
+	m := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.size--
+	if q.size == 0 {
+		q.head = 0
+	}
+	return m
+}
+
+// popInto appends up to n messages to dst.
+func (q *messageQueue) popInto(dst []*message, n int) []*message {
+	for ; n > 0 && q.size > 0; n-- {
+		dst = append(dst, q.pop())
+	}
+	return dst
+}
+
+// drain removes and returns every message.
+func (q *messageQueue) drain() []*message {
+	out := make([]*message, 0, q.size)
+	out = q.popInto(out, q.size)
+	q.buf, q.head = nil, 0
+	return out
+}
+
+func (q *messageQueue) grow() {
+	n := len(q.buf) * 2
+	if n < 16 {
+		n = 16
+	}
+	buf := make([]*message, n)
+	for i := 0; i < q.size; i++ {
+		buf[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = buf, 0
+}
+
+// deferredHeap orders deferred messages by due time. Not safe for
+// concurrent use.
+type deferredHeap []*message
+
+func (h deferredHeap) Len() int           { return len(h) }
+func (h deferredHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h deferredHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+func (h *deferredHeap) Push(x any) {
+	m := x.(*message)
+	m.heapIndex = len(*h)
+	*h = append(*h, m)
+}
+func (h *deferredHeap) Pop() any {
+	old := *h
+	n := len(old)
+	m := old[n-1]
+	old[n-1] = nil
+	m.heapIndex = -1
+	*h = old[:n-1]
+	return m
+}
+
+// inFlight is one client's messages awaiting FIN, REQ or timeout: a map by
+// ID and a list ordered by deadline. A client's deadlines are mostly
+// appended in order (every delivery gets the same timeout), so insertion
+// scans from the tail and is O(1) in practice, and the next timeout is
+// always the head. Guarded by the owning client's mu.
+type inFlight struct {
+	byID       map[protocol.MessageID]*message
+	head, tail *message
+}
+
+func (f *inFlight) len() int { return len(f.byID) }
+
+func (f *inFlight) add(m *message) {
+	if f.byID == nil {
+		f.byID = make(map[protocol.MessageID]*message)
+	}
+	f.byID[m.ID] = m
+	f.insertByDeadline(m)
+}
+
+func (f *inFlight) insertByDeadline(m *message) {
+	at := f.tail
+	for at != nil && at.deadline > m.deadline {
+		at = at.prev
+	}
+	m.prev = at
+	if at == nil {
+		m.next = f.head
+		f.head = m
+	} else {
+		m.next = at.next
+		at.next = m
+	}
+	if m.next == nil {
+		f.tail = m
+	} else {
+		m.next.prev = m
+	}
+}
+
+func (f *inFlight) unlink(m *message) {
+	if m.prev == nil {
+		f.head = m.next
+	} else {
+		m.prev.next = m.next
+	}
+	if m.next == nil {
+		f.tail = m.prev
+	} else {
+		m.next.prev = m.prev
+	}
+	m.prev, m.next = nil, nil
+}
+
+// remove takes the message with id out of flight; nil if it is not there.
+func (f *inFlight) remove(id protocol.MessageID) *message {
+	m, ok := f.byID[id]
+	if !ok {
+		return nil
+	}
+	delete(f.byID, id)
+	f.unlink(m)
+	return m
+}
+
+// setDeadline moves m to its new place in the deadline order.
+func (f *inFlight) setDeadline(m *message, deadline int64) {
+	f.unlink(m)
+	m.deadline = deadline
+	f.insertByDeadline(m)
+}
+
+// expired removes and returns every message whose deadline is at or
+// before now.
+func (f *inFlight) expired(now int64, dst []*message) []*message {
+	for f.head != nil && f.head.deadline <= now {
+		m := f.head
+		f.unlink(m)
+		delete(f.byID, m.ID)
+		dst = append(dst, m)
+	}
+	return dst
+}
+
+// removeAll empties the set and returns its messages.
+func (f *inFlight) removeAll() []*message {
+	out := make([]*message, 0, len(f.byID))
+	for m := f.head; m != nil; {
+		next := m.next
+		m.prev, m.next = nil, nil
+		out = append(out, m)
+		m = next
+	}
+	f.byID, f.head, f.tail = nil, nil, nil
+	return out
+}
+
+// nextDeadline is the earliest deadline, or 0 when nothing is in flight.
+func (f *inFlight) nextDeadline() int64 {
+	if f.head == nil {
+		return 0
+	}
+	return f.head.deadline
+}

@@ -1,0 +1,481 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"wren/protocol"
+)
+
+// serveV2 runs one V2 connection after its magic has been read: the pump
+// goroutine starts, then this goroutine reads and executes commands until
+// the connection ends, and finally hands in-flight messages back.
+func (b *Broker) serveV2(conn net.Conn) {
+	c := newClient(b.nextClientID.Add(1), conn, protocol.DefaultClientSettings(b.identifyLimits), b.logger)
+	b.addClient(c)
+	defer b.removeClient(c)
+	c.logger.Debug("client connected")
+
+	go c.pump()
+
+	err := b.readLoop(c)
+	reason := "client closed the connection"
+	if err != nil {
+		reason = err.Error()
+		c.logger.Info("client closed", "reason", reason)
+	}
+	c.close(reason)
+	<-c.pumpDone
+	c.releaseAll()
+}
+
+func (b *Broker) readLoop(c *client) error {
+	params := make([][]byte, 0, 4)
+	for {
+		cmd, err := protocol.ReadCommand(c.reader, params)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			select {
+			case <-c.exit:
+				return nil
+			default:
+			}
+			if errors.Is(err, protocol.ErrLineTooLong) {
+				_ = c.writeError(protocol.NewError(protocol.CodeInvalid, "command line too long"))
+			}
+			return fmt.Errorf("failed to read command - %w", err)
+		}
+		params = cmd.Params
+		resp, perr := b.exec(c, cmd)
+		if perr != nil {
+			c.logger.Debug("command failed", "err", perr)
+			if err := c.writeError(perr); err != nil {
+				return err
+			}
+			if perr.Fatal {
+				return perr
+			}
+			continue
+		}
+		if resp != nil {
+			if err := c.writeFrame(protocol.FrameTypeResponse, resp); err != nil {
+				return fmt.Errorf("failed to send response - %w", err)
+			}
+		}
+	}
+}
+
+func (b *Broker) exec(c *client, cmd protocol.Command) ([]byte, *protocol.Error) {
+	name := cmd.Name
+	if string(name) == "IDENTIFY" {
+		return b.identify(c)
+	}
+	if b.opts.TLSRequired != TLSNotRequired && c.tlsState == nil {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "cannot %s in current state (TLS required)", name)
+	}
+	p := cmd.Params
+	switch string(name) {
+	case "FIN":
+		return b.fin(c, p)
+	case "RDY":
+		return b.rdy(c, p)
+	case "REQ":
+		return b.req(c, p)
+	case "PUB":
+		return b.pub(c, p)
+	case "MPUB":
+		return b.mpub(c, p)
+	case "DPUB":
+		return b.dpub(c, p)
+	case "NOP":
+		return nil, nil
+	case "TOUCH":
+		return b.touch(c, p)
+	case "SUB":
+		return b.sub(c, p)
+	case "CLS":
+		return b.cls(c)
+	case "AUTH":
+		return b.auth(c, p)
+	}
+	return nil, protocol.Errorf(protocol.CodeInvalid, "invalid command %s", name)
+}
+
+// readBody reads a size-prefixed body for command cmd; code is the error
+// code for a bad size. what names the body in messages ("body" or
+// "message body"); max bounds the size.
+func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.Error) {
+	size, err := protocol.ReadSize(c.reader)
+	if err != nil {
+		return nil, protocol.Errorf(code, "%s failed to read %s size", cmd, what).Wrap(err)
+	}
+	if size <= 0 {
+		return nil, protocol.Errorf(code, "%s invalid %s size %d", cmd, what, size)
+	}
+	if int64(size) > max {
+		tooBig := "body"
+		if what == "message body" {
+			tooBig = "message"
+		}
+		return nil, protocol.Errorf(code, "%s %s too big %d > %d", cmd, tooBig, size, max)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c.reader, body); err != nil {
+		return nil, protocol.Errorf(code, "%s failed to read %s", cmd, what).Wrap(err)
+	}
+	return body, nil
+}
+
+func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
+	if c.state.Load() != stateInit || c.identified.Load() {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot IDENTIFY in current state")
+	}
+	size, err := protocol.ReadSize(c.reader)
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeBadBody, "IDENTIFY failed to read body size").Wrap(err)
+	}
+	if int64(size) > b.opts.MaxBodySize {
+		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY body too big %d > %d", size, b.opts.MaxBodySize)
+	}
+	if size <= 0 {
+		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY invalid body size %d", size)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c.reader, body); err != nil {
+		return nil, protocol.NewError(protocol.CodeBadBody, "IDENTIFY failed to read body").Wrap(err)
+	}
+	data, perr := protocol.ParseIdentify(body)
+	if perr != nil {
+		return nil, perr
+	}
+	settings, perr := data.Settings(b.identifyLimits)
+	if perr != nil {
+		return nil, perr
+	}
+	c.identified.Store(true)
+	if data.ClientID != "" {
+		c.clientID = data.ClientID
+	}
+	if data.Hostname != "" {
+		c.hostname = data.Hostname
+	}
+	c.userAgent = data.UserAgent
+
+	c.writeMu.Lock()
+	defer func() {
+		c.writeMu.Unlock()
+		c.wakeUp() // the pump picks up the new heartbeat interval
+	}()
+	c.applySettingsLocked(settings)
+	if !data.FeatureNegotiation {
+		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
+			return nil, identifyFailed(err)
+		}
+		return nil, nil
+	}
+	resp, _ := json.Marshal(protocol.IdentifyResponse{
+		MaxRdyCount:         b.opts.MaxRdyCount,
+		Version:             protocol.NSQVersion,
+		MaxMsgTimeout:       b.opts.MaxMsgTimeout.Milliseconds(),
+		MsgTimeout:          settings.MsgTimeout.Milliseconds(),
+		TLSv1:               settings.TLS,
+		Deflate:             settings.Deflate,
+		DeflateLevel:        settings.DeflateLevel,
+		MaxDeflateLevel:     b.opts.MaxDeflateLevel,
+		Snappy:              settings.Snappy,
+		SampleRate:          settings.SampleRate,
+		AuthRequired:        len(b.opts.AuthHTTPAddresses) > 0,
+		OutputBufferSize:    reportedBufferSize(data.OutputBufferSize, settings.OutputBufferSize),
+		OutputBufferTimeout: settings.OutputBufferTimeout.Milliseconds(),
+	})
+	if err := c.writeResponseLocked(resp); err != nil {
+		return nil, identifyFailed(err)
+	}
+	if settings.TLS {
+		c.logger.Info("upgrading connection to TLS")
+		if err := c.upgradeTLS(b.tlsConfig); err != nil {
+			return nil, identifyFailed(err)
+		}
+		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
+			return nil, identifyFailed(err)
+		}
+	}
+	if settings.Snappy {
+		c.logger.Info("upgrading connection to snappy")
+		c.upgradeSnappy()
+		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
+			return nil, identifyFailed(err)
+		}
+	}
+	if settings.Deflate {
+		c.logger.Info("upgrading connection to deflate", "level", settings.DeflateLevel)
+		c.upgradeDeflate(settings.DeflateLevel)
+		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
+			return nil, identifyFailed(err)
+		}
+	}
+	return nil, nil
+}
+
+// reportedBufferSize is the output_buffer_size IDENTIFY reports: nsqd
+// reports 1 for an unbuffered client (-1).
+func reportedBufferSize(asked, size int) int {
+	if asked == -1 {
+		return 1
+	}
+	return size
+}
+
+func identifyFailed(err error) *protocol.Error {
+	return protocol.NewError(protocol.CodeIdentifyFailed, "IDENTIFY failed "+err.Error()).Wrap(err)
+}
+
+// writeResponseLocked writes and flushes a response frame; c.writeMu must
+// be held.
+func (c *client) writeResponseLocked(data []byte) error {
+	c.frameBuf = protocol.AppendFrame(c.frameBuf[:0], protocol.FrameTypeResponse, data)
+	return c.writeAndFlushLocked(c.frameBuf)
+}
+
+func (b *Broker) auth(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot AUTH in current state")
+	}
+	if len(p) != 0 {
+		return nil, protocol.NewError(protocol.CodeInvalid, "AUTH invalid number of parameters")
+	}
+	if _, perr := readBody(c, "AUTH", protocol.CodeBadBody, "body", b.opts.MaxBodySize); perr != nil {
+		return nil, perr
+	}
+	return nil, protocol.NewError(protocol.CodeAuthDisabled, "AUTH disabled")
+}
+
+func (b *Broker) sub(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot SUB in current state")
+	}
+	if c.heartbeatNS.Load() <= 0 {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot SUB with heartbeats disabled")
+	}
+	if len(p) < 2 {
+		return nil, protocol.NewError(protocol.CodeInvalid, "SUB insufficient number of parameters")
+	}
+	topicName, channelName := string(p[0]), string(p[1])
+	if !protocol.IsValidTopicName(topicName) {
+		return nil, protocol.Errorf(protocol.CodeBadTopic, "SUB topic name %q is not valid", topicName)
+	}
+	if !protocol.IsValidChannelName(channelName) {
+		return nil, protocol.Errorf(protocol.CodeBadChannel, "SUB channel name %q is not valid", channelName)
+	}
+	// An ephemeral channel or topic may be deleted between lookup and
+	// adding the client; then try once more with a fresh one.
+	for attempt := 0; ; attempt++ {
+		topic, err := b.Topic(topicName)
+		var ch *Channel
+		if err == nil {
+			ch, err = topic.Channel(channelName)
+		}
+		if err == nil {
+			err = ch.addClient(c)
+		}
+		if err == nil {
+			c.channel.Store(ch)
+			c.state.Store(stateSubscribed)
+			c.wakeUp()
+			return protocol.ResponseOK, nil
+		}
+		if !errors.Is(err, errExiting) {
+			return nil, protocol.NewError(protocol.CodeSubFailed, "SUB failed "+err.Error())
+		}
+		if attempt > 0 {
+			return nil, protocol.NewError(protocol.CodeSubFailed, "SUB failed to deleted topic/channel")
+		}
+	}
+}
+
+func (b *Broker) rdy(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	state := c.state.Load()
+	if state == stateClosing {
+		return nil, nil
+	}
+	if state != stateSubscribed {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot RDY in current state")
+	}
+	count := int64(1)
+	if len(p) > 0 {
+		n, err := protocol.ParseBase10(p[0])
+		if err != nil {
+			return nil, protocol.Errorf(protocol.CodeInvalid, "RDY could not parse count %s", p[0])
+		}
+		count = n
+	}
+	if count < 0 || count > b.opts.MaxRdyCount {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "RDY count %d out of range 0-%d", count, b.opts.MaxRdyCount)
+	}
+	c.rdy.Store(count)
+	c.wakeUp()
+	return nil, nil
+}
+
+func messageID(p []byte) (protocol.MessageID, *protocol.Error) {
+	var id protocol.MessageID
+	if len(p) != protocol.MsgIDLength {
+		return id, protocol.NewError(protocol.CodeInvalid, "Invalid Message ID")
+	}
+	copy(id[:], p)
+	return id, nil
+}
+
+// inFlightCommand checks the state and parameters shared by FIN, REQ and
+// TOUCH and returns the message ID.
+func inFlightCommand(c *client, cmd string, p [][]byte, nparams int) (protocol.MessageID, *protocol.Error) {
+	state := c.state.Load()
+	if state != stateSubscribed && state != stateClosing {
+		return protocol.MessageID{}, protocol.Errorf(protocol.CodeInvalid, "cannot %s in current state", cmd)
+	}
+	if len(p) < nparams {
+		return protocol.MessageID{}, protocol.Errorf(protocol.CodeInvalid, "%s insufficient number of params", cmd)
+	}
+	return messageID(p[0])
+}
+
+func (b *Broker) fin(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	id, perr := inFlightCommand(c, "FIN", p, 1)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := c.finish(id); err != nil {
+		return nil, protocol.Errorf(protocol.CodeFinFailed, "FIN %s failed %s", id[:], err)
+	}
+	return nil, nil
+}
+
+func (b *Broker) req(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	id, perr := inFlightCommand(c, "REQ", p, 2)
+	if perr != nil {
+		return nil, perr
+	}
+	ms, err := protocol.ParseBase10(p[1])
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "REQ could not parse timeout %s", p[1])
+	}
+	delay := time.Duration(ms) * time.Millisecond
+	if ms > int64(b.opts.MaxReqTimeout/time.Millisecond) {
+		delay = b.opts.MaxReqTimeout
+	}
+	if err := c.requeue(id, delay); err != nil {
+		return nil, protocol.Errorf(protocol.CodeReqFailed, "REQ %s failed %s", id[:], err)
+	}
+	return nil, nil
+}
+
+func (b *Broker) touch(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	id, perr := inFlightCommand(c, "TOUCH", p, 1)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := c.touch(id, b.opts.MaxMsgTimeout); err != nil {
+		return nil, protocol.Errorf(protocol.CodeTouchFailed, "TOUCH %s failed %s", id[:], err)
+	}
+	return nil, nil
+}
+
+func (b *Broker) cls(c *client) ([]byte, *protocol.Error) {
+	if c.state.Load() != stateSubscribed {
+		return nil, protocol.NewError(protocol.CodeInvalid, "cannot CLS in current state")
+	}
+	c.state.Store(stateClosing)
+	c.rdy.Store(0)
+	return protocol.ResponseCloseWait, nil
+}
+
+func (b *Broker) pubTopic(cmd string, p [][]byte, nparams int) (string, *protocol.Error) {
+	if len(p) < nparams {
+		return "", protocol.Errorf(protocol.CodeInvalid, "%s insufficient number of parameters", cmd)
+	}
+	name := string(p[0])
+	if !protocol.IsValidTopicName(name) {
+		return "", protocol.Errorf(protocol.CodeBadTopic, "%s topic name %q is not valid", cmd, name)
+	}
+	return name, nil
+}
+
+func (b *Broker) pub(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	name, perr := b.pubTopic("PUB", p, 1)
+	if perr != nil {
+		return nil, perr
+	}
+	body, perr := readBody(c, "PUB", protocol.CodeBadMessage, "message body", b.opts.MaxMsgSize)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := b.publish(c, name, [][]byte{body}, 0); err != nil {
+		return nil, protocol.NewError(protocol.CodePubFailed, "PUB failed "+err.Error()).Wrap(err)
+	}
+	return protocol.ResponseOK, nil
+}
+
+func (b *Broker) mpub(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	name, perr := b.pubTopic("MPUB", p, 1)
+	if perr != nil {
+		return nil, perr
+	}
+	body, perr := readBody(c, "MPUB", protocol.CodeBadBody, "body", b.opts.MaxBodySize)
+	if perr != nil {
+		return nil, perr
+	}
+	bodies, perr := protocol.ParseMPUB(body, b.opts.MaxMsgSize, b.opts.MaxBodySize)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := b.publish(c, name, bodies, 0); err != nil {
+		return nil, protocol.NewError(protocol.CodeMPubFailed, "MPUB failed "+err.Error()).Wrap(err)
+	}
+	return protocol.ResponseOK, nil
+}
+
+func (b *Broker) dpub(c *client, p [][]byte) ([]byte, *protocol.Error) {
+	name, perr := b.pubTopic("DPUB", p, 2)
+	if perr != nil {
+		return nil, perr
+	}
+	ms, err := protocol.ParseBase10(p[1])
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "DPUB could not parse timeout %s", p[1])
+	}
+	maxMS := int64(b.opts.MaxReqTimeout / time.Millisecond)
+	if ms > maxMS {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "DPUB timeout %d out of range 0-%d", ms, maxMS)
+	}
+	body, perr := readBody(c, "DPUB", protocol.CodeBadMessage, "message body", b.opts.MaxMsgSize)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := b.publish(c, name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {
+		return nil, protocol.NewError(protocol.CodeDPubFailed, "DPUB failed "+err.Error()).Wrap(err)
+	}
+	return protocol.ResponseOK, nil
+}
+
+func (b *Broker) publish(c *client, topicName string, bodies [][]byte, delay time.Duration) error {
+	topic, err := b.Topic(topicName)
+	if err != nil {
+		return err
+	}
+	if err := topic.Publish(bodies, delay); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.pubCounts == nil {
+		c.pubCounts = make(map[string]uint64)
+	}
+	c.pubCounts[topicName] += uint64(len(bodies))
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,288 @@
+package broker
+
+import (
+	"errors"
+	"time"
+
+	"wren/protocol"
+)
+
+// maxBatch bounds how many messages the pump takes from its channel per
+// wake-up, so one busy client cannot hold the channel lock for long.
+const maxBatch = 256
+
+var (
+	errNotInFlight = errors.New("ID not in flight")
+	errNoChannel   = errors.New("not subscribed")
+)
+
+// pump delivers messages to the client while it has RDY capacity, sends
+// heartbeats, and times out in-flight messages. It writes messages into the
+// output buffer and flushes when it has nothing more ready to send, so
+// messages are batched under load and sent at once when idle.
+func (c *client) pump() {
+	defer close(c.pumpDone)
+
+	var heartbeat *time.Ticker
+	var heartbeatC <-chan time.Time
+	var heartbeatNS int64
+	defer func() {
+		if heartbeat != nil {
+			heartbeat.Stop()
+		}
+	}()
+
+	timeout := time.NewTimer(time.Hour)
+	timeout.Stop()
+	defer timeout.Stop()
+	var timeoutAt int64 // when the timer fires; 0 when not armed
+
+	batch := make([]*message, 0, maxBatch)
+	dirty := false
+
+	for {
+		if hb := c.heartbeatNS.Load(); hb != heartbeatNS {
+			heartbeatNS = hb
+			if heartbeat != nil {
+				heartbeat.Stop()
+				heartbeat, heartbeatC = nil, nil
+			}
+			if hb > 0 {
+				heartbeat = time.NewTicker(time.Duration(hb))
+				heartbeatC = heartbeat.C
+			}
+		}
+
+		ch := c.channel.Load()
+		capacity := c.readyCapacity()
+		if capacity > 0 {
+			batch = ch.pop(batch[:0], min(capacity, maxBatch), c)
+			if len(batch) > 0 {
+				if err := c.sendMessages(ch, batch); err != nil {
+					c.close(err.Error())
+					return
+				}
+				dirty = true
+				timeoutAt = c.armTimeout(timeout, timeoutAt)
+				continue
+			}
+		}
+		if dirty {
+			c.writeMu.Lock()
+			err := c.flushLocked()
+			c.writeMu.Unlock()
+			if err != nil {
+				c.close(err.Error())
+				return
+			}
+			dirty = false
+		}
+
+		var backendC <-chan []byte
+		if capacity > 0 {
+			backendC = ch.backend.ReadChan()
+		}
+		select {
+		case <-c.wake:
+		case rec := <-backendC:
+			m, err := decodeRecord(rec)
+			if err != nil {
+				ch.logger.Error("bad record in channel disk queue", "err", err)
+				continue
+			}
+			batch = append(batch[:0], m)
+			if err := c.sendMessages(ch, batch); err != nil {
+				// The message is in flight with this client and is
+				// requeued when the client's exit releases it.
+				c.close(err.Error())
+				return
+			}
+			dirty = true
+			timeoutAt = c.armTimeout(timeout, timeoutAt)
+		case <-heartbeatC:
+			if err := c.writeFrame(protocol.FrameTypeResponse, protocol.ResponseHeartbeat); err != nil {
+				c.close(err.Error())
+				return
+			}
+			dirty = false
+		case <-timeout.C:
+			timeoutAt = 0
+			c.timeOutMessages(time.Now().UnixNano())
+			timeoutAt = c.armTimeout(timeout, timeoutAt)
+		case <-c.exit:
+			return
+		}
+	}
+}
+
+// armTimeout sets the timer for the earliest in-flight deadline unless it
+// is already set for that time or earlier. Deadlines only move later
+// (FIN, REQ and TOUCH remove or postpone), so a timer armed early just
+// fires, finds nothing due, and is armed again.
+func (c *client) armTimeout(t *time.Timer, at int64) int64 {
+	c.mu.Lock()
+	next := c.inFlight.nextDeadline()
+	c.mu.Unlock()
+	if next == 0 || (at != 0 && at <= next) {
+		return at
+	}
+	t.Reset(time.Duration(next - time.Now().UnixNano()))
+	return next
+}
+
+// sendMessages marks msgs in flight and writes them to the output buffer.
+func (c *client) sendMessages(ch *Channel, msgs []*message) error {
+	now := time.Now().UnixNano()
+	rate := c.sampleRate.Load()
+	deadline := now + c.msgTimeoutNS.Load()
+	sent := msgs[:0]
+	for _, m := range msgs {
+		if !c.sample(rate) {
+			continue // sampled out: removed from the channel, never sent
+		}
+		m.Attempts++
+		m.deliveredAt = now
+		m.deadline = deadline
+		m.owner = c
+		sent = append(sent, m)
+	}
+	if len(sent) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	for _, m := range sent {
+		c.inFlight.add(m)
+	}
+	c.inFlightN.Store(int64(c.inFlight.len()))
+	c.mu.Unlock()
+	ch.inFlightCount.Add(int64(len(sent)))
+	c.messageCount.Add(uint64(len(sent)))
+
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	c.refreshWriteDeadlineLocked()
+	for _, m := range sent {
+		c.frameBuf = protocol.AppendMessageFrame(c.frameBuf[:0], &m.Message)
+		if _, err := c.writer.Write(c.frameBuf); err != nil {
+			c.writeErr = err
+			return err
+		}
+		if c.unbuffered {
+			if err := c.flushLocked(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// timeOutMessages requeues every in-flight message past its deadline.
+func (c *client) timeOutMessages(now int64) {
+	c.mu.Lock()
+	expired := c.inFlight.expired(now, nil)
+	c.inFlightN.Store(int64(c.inFlight.len()))
+	c.mu.Unlock()
+	if len(expired) == 0 {
+		return
+	}
+	ch := c.channel.Load()
+	ch.inFlightCount.Add(-int64(len(expired)))
+	ch.timeoutCount.Add(uint64(len(expired)))
+	for _, m := range expired {
+		ch.requeue(m, 0)
+	}
+	c.wakeUp()
+}
+
+// takeInFlight removes the message with id from the client's in-flight set.
+func (c *client) takeInFlight(id protocol.MessageID) (*message, *Channel, error) {
+	ch := c.channel.Load()
+	if ch == nil {
+		return nil, nil, errNoChannel
+	}
+	c.mu.Lock()
+	m := c.inFlight.remove(id)
+	c.inFlightN.Store(int64(c.inFlight.len()))
+	c.mu.Unlock()
+	if m == nil {
+		return nil, nil, errNotInFlight
+	}
+	ch.inFlightCount.Add(-1)
+	return m, ch, nil
+}
+
+// finish acknowledges a message (FIN).
+func (c *client) finish(id protocol.MessageID) error {
+	if _, _, err := c.takeInFlight(id); err != nil {
+		return err
+	}
+	c.finishCount.Add(1)
+	c.wakeUp() // capacity freed
+	return nil
+}
+
+// requeue hands a message back to the channel (REQ), now or after delay.
+func (c *client) requeue(id protocol.MessageID, delay time.Duration) error {
+	m, ch, err := c.takeInFlight(id)
+	if err != nil {
+		return err
+	}
+	c.requeueCount.Add(1)
+	ch.requeueCount.Add(1)
+	ch.requeue(m, delay)
+	c.wakeUp()
+	return nil
+}
+
+// touch resets a message's timeout to now + the client's msg timeout, but
+// never past its delivery + maxMsgTimeout.
+func (c *client) touch(id protocol.MessageID, maxMsgTimeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.inFlight.byID[id]
+	if !ok {
+		return errNotInFlight
+	}
+	deadline := time.Now().UnixNano() + c.msgTimeoutNS.Load()
+	if limit := m.deliveredAt + int64(maxMsgTimeout); deadline > limit {
+		deadline = limit
+	}
+	if deadline > m.deadline {
+		c.inFlight.setDeadline(m, deadline)
+	}
+	return nil
+}
+
+// releaseAll runs after the pump has stopped: the client leaves its
+// channel and every message it had in flight goes straight back to the
+// channel, with its attempts, rather than waiting out its timeout.
+func (c *client) releaseAll() {
+	ch := c.channel.Load()
+	if ch == nil {
+		return
+	}
+	c.mu.Lock()
+	msgs := c.inFlight.removeAll()
+	c.inFlightN.Store(0)
+	c.mu.Unlock()
+	ch.inFlightCount.Add(-int64(len(msgs)))
+	for _, m := range msgs {
+		ch.requeue(m, 0)
+	}
+	ch.removeClient(c)
+}
+
+// dropInFlight forgets every in-flight message: the channel was emptied.
+func (c *client) dropInFlight() {
+	c.mu.Lock()
+	n := c.inFlight.len()
+	c.inFlight.removeAll()
+	c.inFlightN.Store(0)
+	c.mu.Unlock()
+	if ch := c.channel.Load(); ch != nil {
+		ch.inFlightCount.Add(-int64(n))
+	}
+}

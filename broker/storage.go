@@ -1,0 +1,198 @@
+package broker
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"wren/diskqueue"
+	"wren/protocol"
+)
+
+// queueConfig is what topics and channels need from the broker: their
+// limits, where their data lives, and how to report a failing disk.
+type queueConfig struct {
+	dataPath            string
+	nodeID              int64
+	memQueueSize        int64
+	maxChannelConsumers int
+	logger              *slog.Logger
+	openBackend         func(name string, ephemeral bool) diskqueue.Queue
+	setHealth           func(error)
+}
+
+// diskQueueName maps a topic or "topic:channel" name to the file prefix
+// nsqd uses, so data directories move between nsqd and wren.
+func diskQueueName(name string) string {
+	return strings.ReplaceAll(name, "/", "_")
+}
+
+// metadataFile is nsqd.dat's layout.
+type metadataFile struct {
+	Topics  []topicMetadata `json:"topics"`
+	Version string          `json:"version"`
+}
+
+type topicMetadata struct {
+	Name     string            `json:"name"`
+	Paused   bool              `json:"paused"`
+	Channels []channelMetadata `json:"channels"`
+}
+
+type channelMetadata struct {
+	Name   string `json:"name"`
+	Paused bool   `json:"paused"`
+}
+
+const metadataFileName = "nsqd.dat"
+
+func readMetadata(dataPath string) (*metadataFile, error) {
+	data, err := os.ReadFile(filepath.Join(dataPath, metadataFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return &metadataFile{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var md metadataFile
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", metadataFileName, err)
+	}
+	return &md, nil
+}
+
+// writeFileAtomic writes data to a temporary file, fsyncs it and renames it
+// over path, so a crash leaves either the old file or the new one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = dir.Sync()
+		_ = dir.Close()
+	}
+	return nil
+}
+
+// The deferred file keeps a queue's deferred messages across a clean
+// restart with their due times, which nsqd's disk format has no room for:
+// "WRNDEFER1\n", then per message [int64 due ns][int32 size][encoded message].
+const deferredMagic = "WRNDEFER1\n"
+
+func deferredFilePath(dataPath, name string) string {
+	return filepath.Join(dataPath, diskQueueName(name)+".deferred.dat")
+}
+
+func writeDeferredFile(dataPath, name string, msgs []*message) error {
+	path := deferredFilePath(dataPath, name)
+	if len(msgs) == 0 {
+		removeDeferredFile(dataPath, name)
+		return nil
+	}
+	buf := []byte(deferredMagic)
+	for _, m := range msgs {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(m.due))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(m.EncodedSize()))
+		buf = protocol.AppendMessage(buf, &m.Message)
+	}
+	return writeFileAtomic(path, buf)
+}
+
+func readDeferredFile(dataPath, name string) ([]*message, error) {
+	f, err := os.Open(deferredFilePath(dataPath, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return decodeDeferred(bufio.NewReader(f))
+}
+
+// decodeDeferred reads a deferred file; a truncated tail is an error but
+// the messages before it are returned.
+func decodeDeferred(r io.Reader) ([]*message, error) {
+	magic := make([]byte, len(deferredMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != deferredMagic {
+		return nil, errors.New("not a deferred-messages file")
+	}
+	var out []*message
+	var hdr [12]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, fmt.Errorf("truncated deferred file: %w", err)
+		}
+		due := int64(binary.BigEndian.Uint64(hdr[:8]))
+		size := binary.BigEndian.Uint32(hdr[8:])
+		if size < protocol.MessageHeaderSize || size > 1<<31-1 {
+			return out, fmt.Errorf("bad record size %d in deferred file", size)
+		}
+		rec := make([]byte, size)
+		if _, err := io.ReadFull(r, rec); err != nil {
+			return out, fmt.Errorf("truncated deferred file: %w", err)
+		}
+		m, err := decodeRecord(rec)
+		if err != nil {
+			return out, err
+		}
+		m.due = due
+		out = append(out, m)
+	}
+}
+
+func removeDeferredFile(dataPath, name string) {
+	_ = os.Remove(deferredFilePath(dataPath, name))
+}
+
+// lockDataPath takes an exclusive flock on the data directory, as nsqd
+// does, so a second broker (wren or nsqd) on it refuses to start.
+func lockDataPath(dataPath string) (*os.File, error) {
+	if err := os.MkdirAll(dataPath, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--data-path=%s in use by another process (%w)", dataPath, err)
+	}
+	return f, nil
+}
+
+func unlockDataPath(f *os.File) {
+	if f == nil {
+		return
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	_ = f.Close()
+}

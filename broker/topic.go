@@ -1,0 +1,441 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wren/diskqueue"
+	"wren/protocol"
+)
+
+// Topic receives published messages and copies each to every channel.
+//
+// Publishing takes the topic's read lock and hands the messages straight to
+// the channels: no goroutine hop and no global lock. Only while the topic
+// has no channels, is paused, or still has a backlog do messages queue at
+// the topic (memory, then disk); a pump goroutine drains that backlog into
+// the channels once they can take it.
+type Topic struct {
+	name      string
+	ephemeral bool
+	cfg       *queueConfig
+	logger    *slog.Logger
+
+	mu          sync.RWMutex
+	channels    map[string]*Channel
+	channelList []*Channel // the same channels, for fan-out without map iteration
+	paused      bool
+	memory      messageQueue // backlog while no channel can take messages
+	backend     diskqueue.Queue
+	exiting     bool
+
+	idMu sync.Mutex
+	ids  *protocol.IDGenerator
+
+	messageCount atomic.Uint64
+	messageBytes atomic.Uint64
+
+	wake     chan struct{}
+	exit     chan struct{}
+	pumpDone chan struct{}
+
+	// hooks into the broker: metadata persistence and ephemeral deletion.
+	onChange func()
+	onEmpty  func(*Topic)
+}
+
+func newTopic(name string, cfg *queueConfig, onChange func(), onEmpty func(*Topic)) *Topic {
+	t := &Topic{
+		name:      name,
+		ephemeral: protocol.IsEphemeral(name),
+		cfg:       cfg,
+		logger:    cfg.logger.With("topic", name),
+		channels:  make(map[string]*Channel),
+		ids:       protocol.NewIDGenerator(cfg.nodeID),
+		wake:      make(chan struct{}, 1),
+		exit:      make(chan struct{}),
+		pumpDone:  make(chan struct{}),
+		onChange:  onChange,
+		onEmpty:   onEmpty,
+	}
+	t.backend = cfg.openBackend(name, t.ephemeral)
+	t.restoreDeferred()
+	go t.pump()
+	return t
+}
+
+// Name returns the topic's name.
+func (t *Topic) Name() string { return t.name }
+
+// Publish queues bodies as new messages, deferred by delay when it is
+// positive. It returns once every message is queued on every channel (or at
+// the topic), so an OK to the publisher means the broker holds them.
+func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
+	now := time.Now().UnixNano()
+	var due int64
+	if delay > 0 {
+		due = now + int64(delay)
+	}
+	msgs := make([]*message, len(bodies))
+	backing := make([]message, len(bodies))
+	var size uint64
+	t.idMu.Lock()
+	for i, body := range bodies {
+		m := &backing[i]
+		m.Message = protocol.Message{ID: t.ids.Next(now), Timestamp: now, Body: body}
+		m.due = due
+		m.heapIndex = -1
+		msgs[i] = m
+		size += uint64(len(body))
+	}
+	t.idMu.Unlock()
+
+	t.mu.RLock()
+	if t.exiting {
+		t.mu.RUnlock()
+		return errExiting
+	}
+	if !t.paused && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
+		err := t.fanOutLocked(msgs)
+		t.mu.RUnlock()
+		if err == nil {
+			t.messageCount.Add(uint64(len(msgs)))
+			t.messageBytes.Add(size)
+		}
+		return err
+	}
+	t.mu.RUnlock()
+
+	t.mu.Lock()
+	if t.exiting {
+		t.mu.Unlock()
+		return errExiting
+	}
+	var overflow []*message
+	for _, m := range msgs {
+		// Deferred messages stay in memory so their delay is never lost.
+		if m.due > 0 || int64(t.memory.len()) < t.cfg.memQueueSize {
+			t.memory.push(m)
+		} else {
+			overflow = append(overflow, m)
+		}
+	}
+	t.mu.Unlock()
+	t.wakePump()
+	if err := writeMessages(t.backend, overflow); err != nil {
+		t.cfg.setHealth(err)
+		return err
+	}
+	t.messageCount.Add(uint64(len(msgs)))
+	t.messageBytes.Add(size)
+	return nil
+}
+
+// fanOutLocked gives each channel its own copy of msgs; the first channel
+// takes the originals. t.mu must be held (read or write).
+func (t *Topic) fanOutLocked(msgs []*message) error {
+	var errs []error
+	for i, ch := range t.channelList {
+		batch := msgs
+		if i < len(t.channelList)-1 {
+			batch = make([]*message, len(msgs))
+			copies := make([]message, len(msgs))
+			for j, m := range msgs {
+				copies[j] = message{Message: m.Message, due: m.due, heapIndex: -1}
+				batch[j] = &copies[j]
+			}
+		}
+		if err := ch.put(batch); err != nil && !errors.Is(err, errExiting) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Topic) wakePump() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pump drains the topic's backlog into its channels whenever there are
+// channels and the topic is not paused.
+func (t *Topic) pump() {
+	defer close(t.pumpDone)
+	batch := make([]*message, 0, 256)
+	for {
+		select {
+		case <-t.wake:
+		case <-t.exit:
+			return
+		}
+		for {
+			t.mu.Lock()
+			if t.paused || len(t.channelList) == 0 || t.exiting {
+				t.mu.Unlock()
+				break
+			}
+			batch = t.memory.popInto(batch[:0], cap(batch))
+			if len(batch) > 0 {
+				err := t.fanOutLocked(batch)
+				t.mu.Unlock()
+				if err != nil {
+					t.logger.Error("moving backlog to channels", "err", err)
+				}
+				continue
+			}
+			t.mu.Unlock()
+			if t.backend.Depth() == 0 {
+				break
+			}
+			select {
+			case rec := <-t.backend.ReadChan():
+				m, err := decodeRecord(rec)
+				if err != nil {
+					t.logger.Error("bad record in topic disk queue", "err", err)
+					continue
+				}
+				t.mu.RLock()
+				err = t.fanOutLocked([]*message{m})
+				t.mu.RUnlock()
+				if err != nil {
+					t.logger.Error("moving backlog to channels", "err", err)
+				}
+			case <-t.wake:
+			case <-t.exit:
+				return
+			}
+		}
+	}
+}
+
+func decodeRecord(rec []byte) (*message, error) {
+	pm, err := protocol.DecodeMessage(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &message{Message: pm, heapIndex: -1}, nil
+}
+
+func writeMessages(q diskqueue.Queue, msgs []*message) error {
+	buf := make([]byte, 0, 256)
+	for _, m := range msgs {
+		buf = protocol.AppendMessage(buf[:0], &m.Message)
+		if err := q.Put(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Channel returns the named channel, creating it if needed.
+func (t *Topic) Channel(name string) (*Channel, error) {
+	t.mu.RLock()
+	ch, ok := t.channels[name]
+	exiting := t.exiting
+	t.mu.RUnlock()
+	if ok {
+		return ch, nil
+	}
+	if exiting {
+		return nil, errExiting
+	}
+	t.mu.Lock()
+	if t.exiting {
+		t.mu.Unlock()
+		return nil, errExiting
+	}
+	ch, ok = t.channels[name]
+	if !ok {
+		ch = newChannel(t.name, name, t.cfg, t.removeEphemeralChannel)
+		t.channels[name] = ch
+		t.channelList = append(t.channelList, ch)
+		t.logger.Info("new channel", "channel", name)
+	}
+	t.mu.Unlock()
+	if !ok {
+		t.wakePump()
+		if !ch.ephemeral {
+			t.onChange()
+		}
+	}
+	return ch, nil
+}
+
+// ExistingChannel returns the named channel or nil.
+func (t *Topic) ExistingChannel(name string) *Channel {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.channels[name]
+}
+
+// Channels returns the topic's channels sorted by name.
+func (t *Topic) Channels() []*Channel {
+	t.mu.RLock()
+	out := append([]*Channel(nil), t.channelList...)
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// DeleteChannel removes a channel, closing its clients and its data.
+func (t *Topic) DeleteChannel(name string) bool {
+	t.mu.Lock()
+	ch, ok := t.channels[name]
+	if !ok {
+		t.mu.Unlock()
+		return false
+	}
+	delete(t.channels, name)
+	for i, c := range t.channelList {
+		if c == ch {
+			t.channelList = append(t.channelList[:i:i], t.channelList[i+1:]...)
+			break
+		}
+	}
+	empty := len(t.channelList) == 0
+	t.mu.Unlock()
+	ch.delete()
+	t.logger.Info("deleted channel", "channel", name)
+	if !ch.ephemeral {
+		t.onChange()
+	}
+	if empty && t.ephemeral {
+		t.onEmpty(t)
+	}
+	return true
+}
+
+func (t *Topic) removeEphemeralChannel(ch *Channel) {
+	if ch.clientCount() == 0 {
+		t.DeleteChannel(ch.name)
+	}
+}
+
+// Pause holds messages at the topic; Unpause lets them flow again.
+func (t *Topic) Pause() { t.setPaused(true) }
+
+// Unpause resumes the flow to channels.
+func (t *Topic) Unpause() { t.setPaused(false) }
+
+func (t *Topic) setPaused(p bool) {
+	t.mu.Lock()
+	t.paused = p
+	t.mu.Unlock()
+	if !p {
+		t.wakePump()
+	}
+	t.onChange()
+}
+
+// IsPaused reports whether the topic holds its messages.
+func (t *Topic) IsPaused() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.paused
+}
+
+// Empty drops the messages queued at the topic (not those in channels).
+func (t *Topic) Empty() error {
+	t.mu.Lock()
+	t.memory.drain()
+	t.mu.Unlock()
+	return t.backend.Empty()
+}
+
+// Depth is the topic's own backlog, in memory and on disk.
+func (t *Topic) Depth() int64 {
+	t.mu.RLock()
+	n := int64(t.memory.len())
+	t.mu.RUnlock()
+	return n + t.backend.Depth()
+}
+
+func (t *Topic) stopPump() {
+	t.mu.Lock()
+	t.exiting = true
+	t.mu.Unlock()
+	select {
+	case <-t.exit:
+	default:
+		close(t.exit)
+	}
+	<-t.pumpDone
+}
+
+// delete closes every channel's clients and removes all of the topic's data.
+func (t *Topic) delete() {
+	t.stopPump()
+	t.mu.Lock()
+	chans := t.channelList
+	t.channels, t.channelList = map[string]*Channel{}, nil
+	t.memory.drain()
+	t.mu.Unlock()
+	for _, ch := range chans {
+		ch.delete()
+	}
+	if err := t.backend.Delete(); err != nil {
+		t.logger.Error("deleting topic data", "err", err)
+	}
+	removeDeferredFile(t.cfg.dataPath, t.name)
+}
+
+// beginExit refuses new publishes and channels and stops the pump.
+func (t *Topic) beginExit() []*Channel {
+	t.stopPump()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, ch := range t.channelList {
+		ch.beginExit()
+	}
+	return append([]*Channel(nil), t.channelList...)
+}
+
+// close persists the backlog and every channel. Clients must be gone.
+func (t *Topic) close() error {
+	chans := t.beginExit()
+	var errs []error
+	for _, ch := range chans {
+		errs = append(errs, ch.close())
+	}
+	t.mu.Lock()
+	msgs := t.memory.drain()
+	t.mu.Unlock()
+	if !t.ephemeral {
+		var ready, deferred []*message
+		for _, m := range msgs {
+			if m.due > 0 {
+				deferred = append(deferred, m)
+			} else {
+				ready = append(ready, m)
+			}
+		}
+		errs = append(errs, writeMessages(t.backend, ready))
+		errs = append(errs, writeDeferredFile(t.cfg.dataPath, t.name, deferred))
+	}
+	errs = append(errs, t.backend.Close())
+	return errors.Join(errs...)
+}
+
+func (t *Topic) restoreDeferred() {
+	if t.ephemeral {
+		return
+	}
+	msgs, err := readDeferredFile(t.cfg.dataPath, t.name)
+	if err != nil {
+		t.logger.Error("reading deferred messages", "err", err)
+		return
+	}
+	for _, m := range msgs {
+		t.memory.push(m)
+	}
+	if len(msgs) > 0 {
+		removeDeferredFile(t.cfg.dataPath, t.name)
+		t.wakePump()
+	}
+}
