@@ -44,23 +44,23 @@ type client struct {
 	conn   net.Conn // raw, or the TLS connection over it
 	reader *bufio.Reader
 
-	writeMu   sync.Mutex
-	writer    *bufio.Writer
-	flusher   interface{ Flush() error } // the compressor, if any
-	frameBuf  []byte
-	writeDL   time.Time // write deadline currently set
-	writeErr  error
+	writeMu    sync.Mutex
+	writer     *bufio.Writer
+	flusher    interface{ Flush() error } // the compressor, if any
+	frameBuf   []byte
+	writeDL    time.Time // write deadline currently set
+	writeErr   error
 	unbuffered bool
 
 	// Settings are written by the reader during IDENTIFY, before the pump
 	// reads them again (it is woken after); guarded by writeMu for the pump.
-	settings    protocol.ClientSettings
-	identified  atomic.Bool
-	clientID    string
-	hostname    string
-	userAgent   string
-	tlsState    *tls.ConnectionState
-	heartbeatNS atomic.Int64
+	settings     protocol.ClientSettings
+	identified   atomic.Bool
+	clientID     string
+	hostname     string
+	userAgent    string
+	tlsState     *tls.ConnectionState
+	heartbeatNS  atomic.Int64
 	msgTimeoutNS atomic.Int64
 	sampleRate   atomic.Int32
 
@@ -309,4 +309,3 @@ func (c *client) readyCapacity() int {
 func (c *client) sample(rate int32) bool {
 	return rate <= 0 || rand.Int32N(100) < rate
 }
-

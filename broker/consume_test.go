@@ -1,0 +1,349 @@
+package broker
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsqio/go-nsq"
+)
+
+func newProducer(t *testing.T, b *Broker, cfg *nsq.Config) *nsq.Producer {
+	t.Helper()
+	if cfg == nil {
+		cfg = nsq.NewConfig()
+	}
+	p, err := nsq.NewProducer(b.TCPAddr().String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetLogger(nil, nsq.LogLevelError)
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// collector is a go-nsq handler that records message bodies.
+type collector struct {
+	mu     sync.Mutex
+	bodies []string
+	msgs   []*nsq.Message
+	handle func(*nsq.Message) error
+}
+
+func (c *collector) HandleMessage(m *nsq.Message) error {
+	c.mu.Lock()
+	c.bodies = append(c.bodies, string(m.Body))
+	c.msgs = append(c.msgs, m)
+	h := c.handle
+	c.mu.Unlock()
+	if h != nil {
+		return h(m)
+	}
+	return nil
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.bodies)
+}
+
+func (c *collector) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.bodies...)
+}
+
+func newConsumer(t *testing.T, b *Broker, topic, channel string, cfg *nsq.Config, h nsq.Handler) *nsq.Consumer {
+	t.Helper()
+	if cfg == nil {
+		cfg = nsq.NewConfig()
+	}
+	c, err := nsq.NewConsumer(topic, channel, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetLogger(nil, nsq.LogLevelError)
+	c.AddHandler(h)
+	if err := c.ConnectToNSQD(b.TCPAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		select {
+		case <-c.StopChan:
+		case <-time.After(5 * time.Second):
+			t.Error("consumer did not stop")
+		}
+	})
+	return c
+}
+
+func TestPublishAndConsume(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	if err := p.Publish("orders", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.MultiPublish("orders", [][]byte{[]byte("two"), []byte("three")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeferredPublish("orders", 50*time.Millisecond, []byte("four")); err != nil {
+		t.Fatal(err)
+	}
+	h := &collector{}
+	newConsumer(t, b, "orders", "ch", nil, h)
+	waitFor(t, 5*time.Second, "4 messages", func() bool { return h.count() == 4 })
+	got := map[string]bool{}
+	for _, s := range h.snapshot() {
+		got[s] = true
+	}
+	for _, want := range []string{"one", "two", "three", "four"} {
+		if !got[want] {
+			t.Errorf("missing %q in %v", want, h.snapshot())
+		}
+	}
+	ch := b.ExistingTopic("orders").ExistingChannel("ch")
+	waitFor(t, 5*time.Second, "all finished", func() bool { return ch.inFlightCount.Load() == 0 })
+}
+
+func TestDeferredPublishWaitsForDelay(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	const delay = 300 * time.Millisecond
+	start := time.Now()
+	if err := p.DeferredPublish("later", delay, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var arrived time.Time
+	var mu sync.Mutex
+	h := &collector{handle: func(*nsq.Message) error {
+		mu.Lock()
+		arrived = time.Now()
+		mu.Unlock()
+		return nil
+	}}
+	newConsumer(t, b, "later", "ch", nil, h)
+	waitFor(t, 5*time.Second, "deferred message", func() bool { return h.count() == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if got := arrived.Sub(start); got < delay {
+		t.Fatalf("deferred message arrived after %s, before its %s delay", got, delay)
+	}
+	if got := arrived.Sub(start); got > delay+time.Second {
+		t.Fatalf("deferred message arrived after %s, long past its %s delay", got, delay)
+	}
+}
+
+func TestRequeueAttempts(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	if err := p.Publish("retry", []byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish("retry", []byte("delayed")); err != nil {
+		t.Fatal(err)
+	}
+	type delivery struct {
+		body     string
+		attempts uint16
+		at       time.Time
+	}
+	var mu sync.Mutex
+	var seen []delivery
+	firstDelayed := time.Time{}
+	cfg := nsq.NewConfig()
+	cfg.MaxAttempts = 0
+	h := &collector{handle: func(m *nsq.Message) error {
+		m.DisableAutoResponse()
+		mu.Lock()
+		seen = append(seen, delivery{string(m.Body), m.Attempts, time.Now()})
+		mu.Unlock()
+		switch {
+		case m.Attempts < 3 && string(m.Body) == "now":
+			m.RequeueWithoutBackoff(0)
+		case m.Attempts < 2 && string(m.Body) == "delayed":
+			mu.Lock()
+			firstDelayed = time.Now()
+			mu.Unlock()
+			m.RequeueWithoutBackoff(200 * time.Millisecond)
+		default:
+			m.Finish()
+		}
+		return nil
+	}}
+	newConsumer(t, b, "retry", "ch", cfg, h)
+	waitFor(t, 5*time.Second, "5 deliveries", func() bool { return h.count() == 5 })
+	mu.Lock()
+	defer mu.Unlock()
+	var nowAttempts []uint16
+	var delayedAttempts []uint16
+	var secondDelayed time.Time
+	for _, d := range seen {
+		if d.body == "now" {
+			nowAttempts = append(nowAttempts, d.attempts)
+		} else {
+			delayedAttempts = append(delayedAttempts, d.attempts)
+			secondDelayed = d.at
+		}
+	}
+	if len(nowAttempts) != 3 || nowAttempts[0] != 1 || nowAttempts[1] != 2 || nowAttempts[2] != 3 {
+		t.Errorf("REQ 0 attempts = %v, want [1 2 3]", nowAttempts)
+	}
+	if len(delayedAttempts) != 2 || delayedAttempts[1] != 2 {
+		t.Errorf("REQ with delay attempts = %v, want [1 2]", delayedAttempts)
+	}
+	if gap := secondDelayed.Sub(firstDelayed); gap < 200*time.Millisecond {
+		t.Errorf("requeued message came back after %s, before its 200ms delay", gap)
+	}
+	ch := b.ExistingTopic("retry").ExistingChannel("ch")
+	if got := ch.requeueCount.Load(); got != 3 {
+		t.Errorf("channel requeue_count = %d, want 3", got)
+	}
+}
+
+func TestTimeoutRedeliversAndTouchExtends(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	for _, body := range []string{"slow", "touched"} {
+		if err := p.Publish("timeouts", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := nsq.NewConfig()
+	cfg.MsgTimeout = time.Second
+	var mu sync.Mutex
+	var touchedDone bool
+	var slowAttempts []uint16
+	var firstSlow *nsq.Message
+	h := &collector{handle: func(m *nsq.Message) error {
+		m.DisableAutoResponse()
+		switch string(m.Body) {
+		case "slow":
+			mu.Lock()
+			slowAttempts = append(slowAttempts, m.Attempts)
+			if m.Attempts == 1 {
+				firstSlow = m // left to time out
+			} else {
+				// The late FIN of the timed-out delivery fails (E_FIN_FAILED,
+				// not fatal); it settles go-nsq's own in-flight count.
+				firstSlow.Finish()
+				m.Finish()
+			}
+			mu.Unlock()
+		case "touched":
+			// Hold it for 2.5 timeouts, touching every 400ms: it must not be
+			// redelivered.
+			go func() {
+				for i := 0; i < 6; i++ {
+					time.Sleep(400 * time.Millisecond)
+					m.Touch()
+				}
+				m.Finish()
+				mu.Lock()
+				touchedDone = true
+				mu.Unlock()
+			}()
+		}
+		return nil
+	}}
+	newConsumer(t, b, "timeouts", "ch", cfg, h)
+	ch := func() *Channel { return b.ExistingTopic("timeouts").ExistingChannel("ch") }
+	waitFor(t, 10*time.Second, "touched message finished", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return touchedDone
+	})
+	waitFor(t, 5*time.Second, "nothing in flight", func() bool { return ch().inFlightCount.Load() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(slowAttempts) != 2 || slowAttempts[1] != 2 {
+		t.Errorf("timed-out message deliveries = %v, want attempts [1 2]", slowAttempts)
+	}
+	bodies := h.snapshot()
+	touchedCount := 0
+	for _, s := range bodies {
+		if s == "touched" {
+			touchedCount++
+		}
+	}
+	if touchedCount != 1 {
+		t.Errorf("touched message delivered %d times, want 1 (deliveries %v)", touchedCount, bodies)
+	}
+	if got := ch().timeoutCount.Load(); got != 1 {
+		t.Errorf("timeout_count = %d, want 1", got)
+	}
+}
+
+func TestEveryChannelGetsEveryMessage(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	// Channels exist before publishing (a topic with no channel keeps
+	// its messages for the first channel only).
+	topic, err := b.Topic("fanout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := topic.Channel(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 100
+	for i := 0; i < n; i++ {
+		if err := p.Publish("fanout", []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ha, hb := &collector{}, &collector{}
+	newConsumer(t, b, "fanout", "a", nil, ha)
+	newConsumer(t, b, "fanout", "b", nil, hb)
+	waitFor(t, 5*time.Second, "both channels complete", func() bool { return ha.count() >= n && hb.count() >= n })
+	for name, h := range map[string]*collector{"a": ha, "b": hb} {
+		seen := map[string]int{}
+		for _, s := range h.snapshot() {
+			seen[s]++
+		}
+		if len(seen) != n {
+			t.Errorf("channel %s got %d distinct messages, want %d", name, len(seen), n)
+		}
+	}
+}
+
+func TestEphemeralChannelGoesWithLastClient(t *testing.T) {
+	b := startTestBroker(t, nil)
+	p := newProducer(t, b, nil)
+	if err := p.Publish("eph", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	h := &collector{}
+	c, err := nsq.NewConsumer("eph", "tmp#ephemeral", nsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetLogger(nil, nsq.LogLevelError)
+	c.AddHandler(h)
+	if err := c.ConnectToNSQD(b.TCPAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "message", func() bool { return h.count() == 1 })
+	if b.ExistingTopic("eph").ExistingChannel("tmp#ephemeral") == nil {
+		t.Fatal("ephemeral channel missing while its client is connected")
+	}
+	c.Stop()
+	<-c.StopChan
+	waitFor(t, 5*time.Second, "ephemeral channel deleted", func() bool {
+		return b.ExistingTopic("eph").ExistingChannel("tmp#ephemeral") == nil
+	})
+	md, err := readMetadata(b.opts.DataPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range md.Topics {
+		for _, cm := range tm.Channels {
+			if cm.Name == "tmp#ephemeral" {
+				t.Error("ephemeral channel written to nsqd.dat")
+			}
+		}
+	}
+}
