@@ -159,6 +159,13 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 		return nil, perr
 	}
 	c.identified.Store(true)
+
+	c.writeMu.Lock()
+	defer func() {
+		c.writeMu.Unlock()
+		c.wakeUp() // the pump picks up the new heartbeat interval
+	}()
+	// Identity and settings change under writeMu, where /stats reads them.
 	if data.ClientID != "" {
 		c.clientID = data.ClientID
 	}
@@ -166,12 +173,6 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 		c.hostname = data.Hostname
 	}
 	c.userAgent = data.UserAgent
-
-	c.writeMu.Lock()
-	defer func() {
-		c.writeMu.Unlock()
-		c.wakeUp() // the pump picks up the new heartbeat interval
-	}()
 	c.applySettingsLocked(settings)
 	if !data.FeatureNegotiation {
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
