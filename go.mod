@@ -9,3 +9,5 @@ require (
 	github.com/nsqio/go-diskqueue v1.1.0
 	github.com/nsqio/go-nsq v1.1.0
 )
+
+require github.com/julienschmidt/httprouter v1.3.0 // indirect

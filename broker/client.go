@@ -55,7 +55,6 @@ type client struct {
 	// Settings are written by the reader during IDENTIFY, before the pump
 	// reads them again (it is woken after); guarded by writeMu for the pump.
 	settings     protocol.ClientSettings
-	identified   atomic.Bool
 	clientID     string
 	hostname     string
 	userAgent    string

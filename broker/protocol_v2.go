@@ -133,7 +133,9 @@ func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.E
 }
 
 func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
-	if c.state.Load() != stateInit || c.identified.Load() {
+	// nsqd leaves the state at init after IDENTIFY, so a client may send
+	// it again; upgrades already in place are not applied twice.
+	if c.state.Load() != stateInit {
 		return nil, protocol.NewError(protocol.CodeInvalid, "cannot IDENTIFY in current state")
 	}
 	size, err := protocol.ReadSize(c.reader)
@@ -158,7 +160,6 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	c.identified.Store(true)
 
 	c.writeMu.Lock()
 	defer func() {
@@ -198,7 +199,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if err := c.writeResponseLocked(resp); err != nil {
 		return nil, identifyFailed(err)
 	}
-	if settings.TLS {
+	if settings.TLS && c.tlsState == nil {
 		c.logger.Info("upgrading connection to TLS")
 		if err := c.upgradeTLS(b.tlsConfig); err != nil {
 			return nil, identifyFailed(err)
@@ -207,14 +208,14 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 			return nil, identifyFailed(err)
 		}
 	}
-	if settings.Snappy {
+	if settings.Snappy && c.flusher == nil {
 		c.logger.Info("upgrading connection to snappy")
 		c.upgradeSnappy()
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
 			return nil, identifyFailed(err)
 		}
 	}
-	if settings.Deflate {
+	if settings.Deflate && c.flusher == nil {
 		c.logger.Info("upgrading connection to deflate", "level", settings.DeflateLevel)
 		c.upgradeDeflate(settings.DeflateLevel)
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
@@ -327,7 +328,7 @@ func (b *Broker) rdy(c *client, p [][]byte) ([]byte, *protocol.Error) {
 func messageID(p []byte) (protocol.MessageID, *protocol.Error) {
 	var id protocol.MessageID
 	if len(p) != protocol.MsgIDLength {
-		return id, protocol.NewError(protocol.CodeInvalid, "Invalid Message ID")
+		return id, protocol.NewError(protocol.CodeInvalid, "invalid message ID")
 	}
 	copy(id[:], p)
 	return id, nil

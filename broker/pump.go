@@ -13,6 +13,7 @@ const maxBatch = 256
 
 var (
 	errNotInFlight = errors.New("ID not in flight")
+	errNotOwner    = errors.New("client does not own message")
 	errNoChannel   = errors.New("not subscribed")
 )
 
@@ -208,7 +209,7 @@ func (c *client) takeInFlight(id protocol.MessageID) (*message, *Channel, error)
 	c.inFlightN.Store(int64(c.inFlight.len()))
 	c.mu.Unlock()
 	if m == nil {
-		return nil, nil, errNotInFlight
+		return nil, nil, ch.notInFlightError(c, id)
 	}
 	ch.inFlightCount.Add(-1)
 	return m, ch, nil
@@ -244,7 +245,13 @@ func (c *client) touch(id protocol.MessageID, maxMsgTimeout time.Duration) error
 	defer c.mu.Unlock()
 	m, ok := c.inFlight.byID[id]
 	if !ok {
-		return errNotInFlight
+		c.mu.Unlock()
+		err := errNotInFlight
+		if ch := c.channel.Load(); ch != nil {
+			err = ch.notInFlightError(c, id)
+		}
+		c.mu.Lock()
+		return err
 	}
 	deadline := time.Now().UnixNano() + c.msgTimeoutNS.Load()
 	if limit := m.deliveredAt + int64(maxMsgTimeout); deadline > limit {
@@ -285,4 +292,21 @@ func (c *client) dropInFlight() {
 	if ch := c.channel.Load(); ch != nil {
 		ch.inFlightCount.Add(-int64(n))
 	}
+}
+
+// notInFlightError says why c cannot act on id: another client of the
+// channel has it in flight, or nobody does. Only on the error path.
+func (ch *Channel) notInFlightError(c *client, id protocol.MessageID) error {
+	for _, other := range ch.clientList() {
+		if other == c {
+			continue
+		}
+		other.mu.Lock()
+		_, ok := other.inFlight.byID[id]
+		other.mu.Unlock()
+		if ok {
+			return errNotOwner
+		}
+	}
+	return errNotInFlight
 }

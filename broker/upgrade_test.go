@@ -81,7 +81,7 @@ func TestUpgrades(t *testing.T) {
 		o.TLSCert, o.TLSKey, o.TLSRootCAFile = certFile, keyFile, caFile
 	})
 	cases := []struct {
-		name                string
+		name                 string
 		tls, snappy, deflate bool
 	}{
 		{name: "tls", tls: true},

@@ -90,16 +90,6 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 		return s, badIdentify("heartbeat interval (%d) is invalid", hb)
 	}
 
-	switch size := d.OutputBufferSize; {
-	case size == -1:
-		s.OutputBufferSize = 0
-	case size == 0:
-	case size >= 64 && size <= l.MaxOutputBufferSize:
-		s.OutputBufferSize = size
-	default:
-		return s, badIdentify("output buffer size (%d) is invalid", size)
-	}
-
 	switch timeout := d.OutputBufferTimeout; {
 	case timeout == -1:
 		s.OutputBufferTimeout = 0
@@ -108,6 +98,18 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 		s.OutputBufferTimeout = time.Duration(timeout) * ms
 	default:
 		return s, badIdentify("output buffer timeout (%d) is invalid", timeout)
+	}
+
+	switch size := d.OutputBufferSize; {
+	case size == -1:
+		// Unbuffered: every write goes straight out, so no timeout either.
+		s.OutputBufferSize = 0
+		s.OutputBufferTimeout = 0
+	case size == 0:
+	case size >= 64 && size <= l.MaxOutputBufferSize:
+		s.OutputBufferSize = size
+	default:
+		return s, badIdentify("output buffer size (%d) is invalid", size)
 	}
 
 	if d.SampleRate < 0 || d.SampleRate > 99 {
