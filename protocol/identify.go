@@ -84,7 +84,7 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 	case hb == -1:
 		s.HeartbeatInterval = 0
 	case hb == 0:
-	case hb >= 1000 && time.Duration(hb)*ms <= l.MaxHeartbeatInterval:
+	case hb >= 1000 && hb <= msOf(l.MaxHeartbeatInterval):
 		s.HeartbeatInterval = time.Duration(hb) * ms
 	default:
 		return s, badIdentify("heartbeat interval (%d) is invalid", hb)
@@ -94,7 +94,7 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 	case timeout == -1:
 		s.OutputBufferTimeout = 0
 	case timeout == 0:
-	case time.Duration(timeout)*ms >= l.MinOutputBufferTimeout && time.Duration(timeout)*ms <= l.MaxOutputBufferTimeout:
+	case timeout >= msOf(l.MinOutputBufferTimeout) && timeout <= msOf(l.MaxOutputBufferTimeout):
 		s.OutputBufferTimeout = time.Duration(timeout) * ms
 	default:
 		return s, badIdentify("output buffer timeout (%d) is invalid", timeout)
@@ -119,7 +119,7 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 
 	switch mt := d.MsgTimeout; {
 	case mt == 0:
-	case mt >= 1000 && time.Duration(mt)*ms <= l.MaxMsgTimeout:
+	case mt >= 1000 && mt <= msOf(l.MaxMsgTimeout):
 		s.MsgTimeout = time.Duration(mt) * ms
 	default:
 		return s, badIdentify("msg timeout (%d) is invalid", mt)
@@ -144,6 +144,11 @@ func (d *IdentifyData) Settings(l IdentifyLimits) (ClientSettings, *Error) {
 	}
 	return s, nil
 }
+
+// msOf is d in whole milliseconds. Limits are compared in milliseconds,
+// as the client sent them, so a huge value cannot overflow a Duration
+// and slip through.
+func msOf(d time.Duration) int { return int(d / time.Millisecond) }
 
 func badIdentify(format string, args ...any) *Error {
 	return NewError(CodeBadBody, "IDENTIFY "+fmt.Sprintf(format, args...))
