@@ -46,6 +46,12 @@ type Broker struct {
 	nextClientID atomic.Int64
 	health       atomic.Pointer[string] // last disk error; nil when healthy
 
+	// runtimeMu guards the options PUT /config changes while the broker
+	// runs (opts.LookupdTCPAddrs, opts.LogLevel) and lookupdChanged, a
+	// channel closed at the next change of the lookup addresses.
+	runtimeMu      sync.RWMutex
+	lookupdChanged chan struct{}
+
 	metaMu   sync.Mutex // serialises writes of nsqd.dat
 	dataLock *os.File
 
