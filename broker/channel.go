@@ -281,6 +281,11 @@ func (c *Channel) clientCount() int {
 func (c *Channel) clientList() []*client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.clientsLocked()
+}
+
+// c.mu must be held.
+func (c *Channel) clientsLocked() []*client {
 	out := make([]*client, 0, len(c.clients))
 	for _, cl := range c.clients {
 		out = append(out, cl)
@@ -307,10 +312,7 @@ func (c *Channel) Empty() error {
 	c.mu.Lock()
 	c.memory.drain()
 	c.deferred = nil
-	clients := make([]*client, 0, len(c.clients))
-	for _, cl := range c.clients {
-		clients = append(clients, cl)
-	}
+	clients := c.clientsLocked()
 	c.mu.Unlock()
 	for _, cl := range clients {
 		cl.dropInFlight()
@@ -342,10 +344,7 @@ func (c *Channel) delete() {
 	}
 	c.memory.drain()
 	c.deferred = nil
-	clients := make([]*client, 0, len(c.clients))
-	for _, cl := range c.clients {
-		clients = append(clients, cl)
-	}
+	clients := c.clientsLocked()
 	c.mu.Unlock()
 	for _, cl := range clients {
 		cl.close("channel deleted")

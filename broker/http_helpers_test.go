@@ -2,61 +2,26 @@ package broker
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"wren/protocol"
 )
 
-// httpTestLogWriter sends broker logs to t.Log.
-type httpTestLogWriter struct{ t testing.TB }
-
-func (w httpTestLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// startHTTPTestBroker starts a broker on loopback port 0 with its data in
-// a fresh temporary directory, with its options changed by configure, and
-// shuts it down when the test ends.
+// startHTTPTestBroker is startTestBroker with a fixed broadcast address,
+// which the golden files record.
 func startHTTPTestBroker(t testing.TB, configure func(*Options)) *Broker {
 	t.Helper()
-	opts := NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.HTTPSAddress = ""
-	opts.BroadcastAddress = "wren-test"
-	opts.DataPath = t.TempDir()
-	var w io.Writer = io.Discard
-	if testing.Verbose() {
-		w = httpTestLogWriter{t}
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if configure != nil {
-		configure(opts)
-	}
-	b, err := New(opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	return startTestBroker(t, func(o *Options) {
+		o.BroadcastAddress = "wren-test"
+		if configure != nil {
+			configure(o)
 		}
 	})
-	return b
 }
 
 // httpResult is one HTTP exchange's outcome.
