@@ -55,6 +55,8 @@ type Broker struct {
 	metaMu   sync.Mutex // serialises writes of nsqd.dat
 	dataLock *os.File
 
+	lookups *lookupManager // nil until Start
+
 	tcpListener   net.Listener
 	httpListener  net.Listener
 	httpsListener net.Listener
@@ -182,6 +184,13 @@ func (b *Broker) start() error {
 			return fmt.Errorf("listen on --https-address=%s: %w", b.opts.HTTPSAddress, err)
 		}
 	}
+	// Lookups start once the listeners have their ports (IDENTIFY sends
+	// them) and before anything is served, so every topic and channel
+	// created from here on is announced.
+	b.lookups = newLookupManager(b)
+	b.queues.lookupNotify = b.lookups.notify
+	go b.lookups.run()
+
 	b.serving.Add(1)
 	go func() {
 		defer b.serving.Done()
@@ -299,11 +308,24 @@ func (b *Broker) Topic(name string) (*Topic, error) {
 		return t, nil
 	}
 	t = newTopic(name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
+	lookups := b.lookups
+	t.holdForInit = lookups != nil
 	b.topics[name] = t
 	b.mu.Unlock()
 	b.logger.Info("new topic", "topic", name)
 	if !t.ephemeral {
 		b.metadataChanged()
+	}
+	if lookups != nil {
+		lookups.notify(lookupEvent{register: true, topic: name})
+		// Channels the cluster knows for this topic exist before its
+		// first message is delivered, so each gets a copy.
+		for _, chName := range lookups.channelsFor(name) {
+			if _, err := t.Channel(chName); err != nil {
+				b.logger.Warn("pre-creating channel", "topic", name, "channel", chName, "err", err)
+			}
+		}
+		t.releaseInit()
 	}
 	return t, nil
 }
@@ -340,6 +362,9 @@ func (b *Broker) DeleteTopic(name string) bool {
 	}
 	t.delete()
 	b.logger.Info("deleted topic", "topic", name)
+	if b.lookups != nil {
+		b.lookups.notify(lookupEvent{topic: name})
+	}
 	if !t.ephemeral {
 		b.metadataChanged()
 	}
@@ -439,7 +464,10 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 
 func (b *Broker) shutdown() error {
 	b.logger.Info("broker shutting down")
-	// 1. Stop listeners; no new connections.
+	// 1. Leave the lookups and stop listeners; no new connections.
+	if b.lookups != nil {
+		b.lookups.shutdown()
+	}
 	b.closeListeners()
 	for _, srv := range b.httpServers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

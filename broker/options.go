@@ -80,6 +80,11 @@ type Options struct {
 	MaxDeflateLevel int  `flag:"max-deflate-level" help:"max deflate compression level a client can negotiate (> values == > nsqd CPU usage)"`
 	SnappyEnabled   bool `flag:"snappy" help:"enable snappy feature negotiation (client compression)"`
 
+	// LocalLookupTCPAddress is the TCP address of the lookup embedded in
+	// the same process, if any. The broker always registers with it, and
+	// a --lookupd-tcp-address naming the same listener is not used twice.
+	LocalLookupTCPAddress string `json:"-"`
+
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// LevelVar, when set, is the level of Logger's handler, so that

@@ -27,6 +27,9 @@ type queueConfig struct {
 	logger              *slog.Logger
 	openBackend         func(name string, ephemeral bool) diskqueue.Queue
 	setHealth           func(error)
+	// lookupNotify tells the lookup peers about a created or deleted
+	// channel; nil when there are none.
+	lookupNotify func(lookupEvent)
 }
 
 // diskQueueName maps a topic or "topic:channel" name to the file prefix

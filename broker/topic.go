@@ -29,6 +29,9 @@ type Topic struct {
 	channels    map[string]*Channel
 	channelList []*Channel // the same channels, for fan-out without map iteration
 	paused      bool
+	// holdForInit keeps messages at the topic while a new topic learns
+	// its channels from the lookups, so every channel gets them.
+	holdForInit bool
 	memory      messageQueue // backlog while no channel can take messages
 	backend     diskqueue.Queue
 	exiting     bool
@@ -99,7 +102,7 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 		t.mu.RUnlock()
 		return errExiting
 	}
-	if !t.paused && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
+	if !t.paused && !t.holdForInit && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
 		err := t.fanOutLocked(msgs)
 		t.mu.RUnlock()
 		if err == nil {
@@ -176,7 +179,7 @@ func (t *Topic) pump() {
 		}
 		for {
 			t.mu.Lock()
-			if t.paused || len(t.channelList) == 0 || t.exiting {
+			if t.paused || t.holdForInit || len(t.channelList) == 0 || t.exiting {
 				t.mu.Unlock()
 				break
 			}
@@ -263,6 +266,9 @@ func (t *Topic) Channel(name string) (*Channel, error) {
 		if !ch.ephemeral {
 			t.onChange()
 		}
+		if t.cfg.lookupNotify != nil {
+			t.cfg.lookupNotify(lookupEvent{register: true, topic: t.name, channel: name})
+		}
 	}
 	return ch, nil
 }
@@ -302,6 +308,9 @@ func (t *Topic) DeleteChannel(name string) bool {
 	t.mu.Unlock()
 	ch.delete()
 	t.logger.Info("deleted channel", "channel", name)
+	if t.cfg.lookupNotify != nil {
+		t.cfg.lookupNotify(lookupEvent{topic: t.name, channel: name})
+	}
 	if !ch.ephemeral {
 		t.onChange()
 	}
@@ -315,6 +324,14 @@ func (t *Topic) removeEphemeralChannel(ch *Channel) {
 	if ch.clientCount() == 0 {
 		t.DeleteChannel(ch.name)
 	}
+}
+
+// releaseInit lets messages held during initialisation flow.
+func (t *Topic) releaseInit() {
+	t.mu.Lock()
+	t.holdForInit = false
+	t.mu.Unlock()
+	t.wakePump()
 }
 
 // Pause holds messages at the topic; Unpause lets them flow again.
