@@ -57,7 +57,14 @@ func startWren(t *testing.T, dataPath string, args ...string) *wrenProcess {
 	full := append([]string{"broker",
 		"--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0", "--https-address=",
 		"--broadcast-address=127.0.0.1", "--data-path=" + dataPath}, args...)
-	p := &wrenProcess{t: t, cmd: exec.Command(wrenBinary, full...), done: make(chan struct{})}
+	return startProcess(t, exec.Command(wrenBinary, full...))
+}
+
+// startProcess runs a wren command line and waits until its broker logs
+// its listening addresses.
+func startProcess(t *testing.T, cmd *exec.Cmd) *wrenProcess {
+	t.Helper()
+	p := &wrenProcess{t: t, cmd: cmd, done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
