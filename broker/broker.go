@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"wren/diskqueue"
+	"wren/internal/listener"
 	"wren/protocol"
 )
 
@@ -194,7 +196,7 @@ func (b *Broker) start() error {
 	b.serving.Add(1)
 	go func() {
 		defer b.serving.Done()
-		serveListener(b.tcpListener, b.logger, &b.conns, b.handleTCP)
+		listener.Serve(b.tcpListener, b.logger, &b.conns, b.handleTCP)
 	}()
 	if b.httpListener != nil {
 		b.serveHTTP(b.httpListener, false)
@@ -410,7 +412,7 @@ func (b *Broker) persistMetadata() error {
 		}
 		md.Topics = append(md.Topics, tm)
 	}
-	data, err := jsonMarshal(md)
+	data, err := json.Marshal(md)
 	if err != nil {
 		return err
 	}
