@@ -50,8 +50,13 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
-# The script prints "N passed, M failed" last and exits non-zero unless
-# M is 0 and N > 0; make fails with it.
+# go-nsq's own suite three ways: the broker alone, broker and lookup as two
+# processes, and one combined process serving both. The script prints
+# "N passed, M failed" last and exits non-zero unless M is 0 and N > 0;
+# make fails with it.
+CONFORMANCE := $(CURDIR)/../shared/conformance/go-nsq.sh
 conformance: build
-	BROKER_NSQD_CMD="$(CURDIR)/$(BIN) broker" BROKER_LOOKUPD_CMD=none \
-		$(CURDIR)/../shared/conformance/go-nsq.sh
+	BROKER_NSQD_CMD="$(CURDIR)/$(BIN) broker" BROKER_LOOKUPD_CMD=none $(CONFORMANCE)
+	BROKER_NSQD_CMD="$(CURDIR)/$(BIN) broker" BROKER_LOOKUPD_CMD="$(CURDIR)/$(BIN) lookup" $(CONFORMANCE)
+	BROKER_NSQD_CMD="$(CURDIR)/$(BIN) --lookup-tcp-address=127.0.0.1:4160 --lookup-http-address=127.0.0.1:4161" \
+		BROKER_LOOKUPD_CMD=none $(CONFORMANCE)

@@ -218,7 +218,7 @@ func (b *Broker) serveHTTP(l net.Listener, isHTTPS bool) {
 	b.serving.Add(1)
 	go func() {
 		defer b.serving.Done()
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			b.logger.Error("http server stopped", "err", err)
 		}
 	}()

@@ -10,9 +10,9 @@ import (
 	"wren/broker"
 )
 
-// brokerFlags is the broker's command line: one flag per tagged field of
-// broker.Options, plus --config and --version.
-type brokerFlags struct {
+// commandFlags is one mode's command line: one flag per bound option, plus
+// --config and --version.
+type commandFlags struct {
 	set        *flag.FlagSet
 	options    []option
 	configPath string
@@ -37,7 +37,7 @@ func (e *flagValueError) Unwrap() error { return e.err }
 type recordingValue struct {
 	*optionValue
 	name  string
-	flags *brokerFlags
+	flags *commandFlags
 }
 
 func (r *recordingValue) Set(s string) error {
@@ -48,22 +48,18 @@ func (r *recordingValue) Set(s string) error {
 	return err
 }
 
-// newBrokerFlags binds a flag set to the fields of opts, whose current
-// values become the defaults.
-func newBrokerFlags(opts *broker.Options) (*brokerFlags, error) {
-	options, err := bindOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	f := &brokerFlags{
-		set:     flag.NewFlagSet("wren broker", flag.ContinueOnError),
+// newCommandFlags binds a flag set named name to options, whose current
+// values become the defaults. configUsage is the help of --config.
+func newCommandFlags(name, configUsage string, options []option) *commandFlags {
+	f := &commandFlags{
+		set:     flag.NewFlagSet(name, flag.ContinueOnError),
 		options: options,
 	}
 	// The flag package would print the whole usage on every error; we
 	// report one line ourselves instead.
 	f.set.SetOutput(io.Discard)
 	f.set.Usage = func() {}
-	f.set.StringVar(&f.configPath, "config", "", "path to a TOML config file with nsqd's keys (flags override it)")
+	f.set.StringVar(&f.configPath, "config", "", configUsage)
 	f.set.BoolVar(&f.version, "version", false, "print the version and exit")
 	for _, opt := range options {
 		if opt.flagName == "" {
@@ -72,12 +68,51 @@ func newBrokerFlags(opts *broker.Options) (*brokerFlags, error) {
 		value := &recordingValue{optionValue: &optionValue{field: opt.value}, name: opt.flagName, flags: f}
 		f.set.Var(value, opt.flagName, opt.usage)
 	}
-	return f, nil
+	return f
+}
+
+// newBrokerFlags binds a flag set to the fields of opts, whose current
+// values become the defaults.
+func newBrokerFlags(opts *broker.Options) (*commandFlags, error) {
+	options, err := bindOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newCommandFlags("wren broker", "path to a TOML config file with nsqd's keys (flags override it)", options), nil
+}
+
+// load parses args, then the config file they name, into the bound
+// options. Precedence: command-line flag, then config file, then the
+// options' values before load. It returns flag.ErrHelp for -h and
+// errVersionRequested for --version, and does not validate.
+func (f *commandFlags) load(args []string) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.version {
+		return errVersionRequested
+	}
+	if f.set.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", f.set.Arg(0))
+	}
+	if f.configPath == "" {
+		return nil
+	}
+	values, err := readConfigFile(f.configPath)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", f.configPath, err)
+	}
+	fromCommandLine := make(map[string]bool)
+	f.set.Visit(func(fl *flag.Flag) { fromCommandLine[fl.Name] = true })
+	if err := applyConfig(f.options, values, fromCommandLine); err != nil {
+		return fmt.Errorf("config file %s: %w", f.configPath, err)
+	}
+	return nil
 }
 
 // parse parses args, rewording the flag package's errors into the --flag
 // form; flag.ErrHelp is returned as is.
-func (f *brokerFlags) parse(args []string) error {
+func (f *commandFlags) parse(args []string) error {
 	err := f.set.Parse(args)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
@@ -95,27 +130,16 @@ func (f *brokerFlags) parse(args []string) error {
 	return err
 }
 
-// printUsage writes the help text, with the broker's flags in the order
-// broker.Options declares them.
-func printUsage(w io.Writer) {
-	fmt.Fprint(w, `Usage:
-  wren [broker] [flags]   run the broker, a drop-in for nsqd
-  wren nsqd [flags]       the same as wren broker
-  wren version            print the version
-  wren help               print this help
-
-Flags may be written -name or --name; lists may be repeated or comma-separated.
-
-Broker flags:
-`)
-	flags, err := newBrokerFlags(broker.NewOptions())
-	if err != nil {
-		fmt.Fprintf(w, "  (cannot list flags: %v)\n", err)
-		return
-	}
+// printFlags writes --config, --version and then the flags of options, in
+// the order their Options struct declares them.
+func printFlags(w io.Writer, flags *commandFlags, options []option) {
 	printFlag(w, flags.set.Lookup("config"), "string")
 	printFlag(w, flags.set.Lookup("version"), "")
-	for _, opt := range flags.options {
+	printOptionFlags(w, flags, options)
+}
+
+func printOptionFlags(w io.Writer, flags *commandFlags, options []option) {
+	for _, opt := range options {
 		if opt.flagName == "" {
 			continue
 		}

@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// option is one field of broker.Options that the command line or the config
-// file can set. The list is built by reflection over the struct tags so that
-// broker/options.go stays the only place where options are declared.
+// option is one field of an Options struct (broker.Options, lookup.Options)
+// that the command line or the config file can set. The list is built by
+// reflection over the struct tags so that the Options types stay the only
+// place where options are declared.
 type option struct {
 	flagName  string        // "" for fields settable only from the config file
 	configKey string        // the field's `cfg` tag, else flagName with "-" → "_"
@@ -30,11 +31,26 @@ var (
 // on a field whose type it cannot parse, which is a programming error in the
 // options struct, not a user error.
 func bindOptions(opts any) ([]option, error) {
+	return bindSomeOptions(opts, "", nil)
+}
+
+// bindSomeOptions is bindOptions for a struct embedded in another command's
+// flags, as the combined mode embeds lookup.Options: only the fields whose
+// flag name is in include are bound (all when include is nil), and prefix
+// goes before each flag name and, with "-" turned to "_", before each config
+// key. Naming a field that does not exist is an error, so that renaming an
+// option cannot silently drop its flag.
+func bindSomeOptions(opts any, prefix string, include []string) ([]option, error) {
 	v := reflect.ValueOf(opts)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return nil, fmt.Errorf("bindOptions: want a pointer to a struct, got %T", opts)
 	}
 	v = v.Elem()
+	wanted := make(map[string]bool, len(include))
+	for _, name := range include {
+		wanted[name] = false
+	}
+	configPrefix := strings.ReplaceAll(prefix, "-", "_")
 	var list []option
 	for i := range v.NumField() {
 		field := v.Type().Field(i)
@@ -43,18 +59,32 @@ func bindOptions(opts any) ([]option, error) {
 		if flagName == "" && configKey == "" {
 			continue
 		}
+		if include != nil {
+			if _, ok := wanted[flagName]; !ok || flagName == "" {
+				continue
+			}
+			wanted[flagName] = true
+		}
 		if configKey == "" {
 			configKey = strings.ReplaceAll(flagName, "-", "_")
 		}
 		if !supported(field.Type) {
 			return nil, fmt.Errorf("bindOptions: field %s has unsupported type %s", field.Name, field.Type)
 		}
+		if flagName != "" {
+			flagName = prefix + flagName
+		}
 		list = append(list, option{
 			flagName:  flagName,
-			configKey: configKey,
+			configKey: configPrefix + configKey,
 			usage:     field.Tag.Get("help"),
 			value:     v.Field(i),
 		})
+	}
+	for _, name := range include {
+		if !wanted[name] {
+			return nil, fmt.Errorf("bindOptions: %T has no field with flag %q", opts, name)
+		}
 	}
 	return list, nil
 }
