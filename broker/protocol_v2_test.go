@@ -10,9 +10,8 @@ import (
 	"wren/protocol"
 )
 
-// The expected texts below are nsqd v1.3.0's, byte for byte. A row whose
-// behaviour wren does not match yet names the difference in differs and is
-// skipped (WREN_RUN_NSQD_DIFFS=1 runs it).
+// The expected texts below are nsqd v1.3.0's, byte for byte, except where a
+// row's comment says how and why wren deliberately differs.
 
 // rawUnknownID is a well-formed message ID that is never in flight.
 const rawUnknownID = "0000000000000000"
@@ -32,7 +31,6 @@ type v2Case struct {
 	wantResp string
 	wantErr  string
 	closed   bool
-	differs  string
 }
 
 // stepIdentify sends IDENTIFY with a raw JSON body and expects a response.
@@ -87,9 +85,6 @@ func runV2Cases(t *testing.T, cases []v2Case) {
 	shared := v2SharedBroker(t, len(cases), func(i int) bool { return cases[i].opts == nil })
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.differs != "" {
-				differsFromNSQD(t, tc.differs)
-			}
 			b := shared
 			if tc.opts != nil {
 				b = startTestBroker(t, tc.opts)
@@ -231,11 +226,10 @@ func TestV2IdentifyFeatureNegotiation(t *testing.T) {
 		return "{" + strings.Join(fields, ",") + "}"
 	}
 	cases := []struct {
-		name    string
-		opts    func(*Options)
-		body    string
-		want    string
-		differs string
+		name string
+		opts func(*Options)
+		body string
+		want string
 	}{
 		{name: "defaults", body: `{"feature_negotiation":true}`, want: reply()},
 		{
@@ -276,9 +270,6 @@ func TestV2IdentifyFeatureNegotiation(t *testing.T) {
 	shared := v2SharedBroker(t, len(cases), func(i int) bool { return cases[i].opts == nil })
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.differs != "" {
-				differsFromNSQD(t, tc.differs)
-			}
 			b := shared
 			if tc.opts != nil {
 				b = startTestBroker(t, tc.opts)

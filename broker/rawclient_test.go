@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -216,13 +215,4 @@ func rawTruncate(p []byte) []byte {
 		return p[:512]
 	}
 	return p
-}
-
-// differsFromNSQD skips a test written to nsqd's behaviour that wren does
-// not match yet. WREN_RUN_NSQD_DIFFS=1 runs it anyway, to see it fail.
-func differsFromNSQD(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("WREN_RUN_NSQD_DIFFS") == "" {
-		t.Skip("differs from nsqd: " + why)
-	}
 }
