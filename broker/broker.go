@@ -294,7 +294,9 @@ func (b *Broker) Topic(name string) (*Topic, error) {
 	t, ok := b.topics[name]
 	exiting := b.exiting
 	b.mu.RUnlock()
-	if ok {
+	// An ephemeral topic that lost its last channel is on its way out:
+	// a newcomer gets a fresh topic instead.
+	if ok && !(t.ephemeral && t.isExiting()) {
 		return t, nil
 	}
 	if exiting {
@@ -306,8 +308,11 @@ func (b *Broker) Topic(name string) (*Topic, error) {
 		return nil, ErrBrokerClosed
 	}
 	if t, ok = b.topics[name]; ok {
-		b.mu.Unlock()
-		return t, nil
+		if !(t.ephemeral && t.isExiting()) {
+			b.mu.Unlock()
+			return t, nil
+		}
+		delete(b.topics, name) // removeEphemeralTopic finishes it
 	}
 	t = newTopic(name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
 	lookups := b.lookups
@@ -362,6 +367,12 @@ func (b *Broker) DeleteTopic(name string) bool {
 	if !ok {
 		return false
 	}
+	b.finishTopicDeletion(t)
+	return true
+}
+
+func (b *Broker) finishTopicDeletion(t *Topic) {
+	name := t.name
 	t.delete()
 	b.logger.Info("deleted topic", "topic", name)
 	if b.lookups != nil {
@@ -370,16 +381,17 @@ func (b *Broker) DeleteTopic(name string) bool {
 	if !t.ephemeral {
 		b.metadataChanged()
 	}
-	return true
 }
 
+// removeEphemeralTopic deletes an ephemeral topic whose last channel went.
+// The topic already refuses new channels (see Topic.deleteChannel).
 func (b *Broker) removeEphemeralTopic(t *Topic) {
-	t.mu.RLock()
-	empty := len(t.channelList) == 0
-	t.mu.RUnlock()
-	if empty {
-		b.DeleteTopic(t.name)
+	b.mu.Lock()
+	if b.topics[t.name] == t {
+		delete(b.topics, t.name)
 	}
+	b.mu.Unlock()
+	b.finishTopicDeletion(t)
 }
 
 // metadataChanged persists nsqd.dat after a create, delete or pause.

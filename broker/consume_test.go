@@ -347,3 +347,29 @@ func TestEphemeralChannelGoesWithLastClient(t *testing.T) {
 		}
 	}
 }
+
+// TestEphemeralResubscribe: a client that subscribes to an ephemeral
+// channel just as its last client leaves either keeps the old channel or
+// gets a fresh one, never an error, and receives what is published next.
+func TestEphemeralResubscribe(t *testing.T) {
+	b := startTestBroker(t, nil)
+	const topic, channel = "churn#ephemeral", "c#ephemeral"
+	prev := dialRaw(t, b)
+	prev.send(t, "SUB", nil, topic, channel)
+	prev.expectResponse(t, "OK")
+	for i := 0; i < 300; i++ {
+		next := dialRaw(t, b)
+		prev.conn.Close() // the last client leaves as the next one arrives
+		next.send(t, "SUB", nil, topic, channel)
+		next.expectResponse(t, "OK")
+		prev = next
+	}
+	p := newProducer(t, b, nil)
+	if err := p.Publish(topic, []byte("after the churn")); err != nil {
+		t.Fatal(err)
+	}
+	prev.send(t, "RDY", nil, "1")
+	if m := prev.expectMessage(t); string(m.Body) != "after the churn" {
+		t.Fatalf("got %q", m.Body)
+	}
+}

@@ -291,11 +291,33 @@ func (t *Topic) Channels() []*Channel {
 
 // DeleteChannel removes a channel, closing its clients and its data.
 func (t *Topic) DeleteChannel(name string) bool {
+	return t.deleteChannel(name, false)
+}
+
+// deleteChannel deletes the named channel if it exists and, with
+// onlyIfIdle, has no clients. The check and the removal happen under
+// the topic's and the channel's locks, and the channel is marked exiting
+// there, so a SUB racing with an ephemeral channel's last client either
+// joins before the check (and the channel stays) or is refused and
+// retries on a fresh channel.
+func (t *Topic) deleteChannel(name string, onlyIfIdle bool) bool {
 	t.mu.Lock()
 	ch, ok := t.channels[name]
 	if !ok {
 		t.mu.Unlock()
 		return false
+	}
+	if onlyIfIdle {
+		ch.mu.Lock()
+		idle := len(ch.clients) == 0
+		if idle {
+			ch.exiting = true
+		}
+		ch.mu.Unlock()
+		if !idle {
+			t.mu.Unlock()
+			return false
+		}
 	}
 	delete(t.channels, name)
 	for i, c := range t.channelList {
@@ -305,6 +327,11 @@ func (t *Topic) DeleteChannel(name string) bool {
 		}
 	}
 	empty := len(t.channelList) == 0
+	if empty && t.ephemeral {
+		// Refuse new channels now, under the same lock, so the topic's
+		// deletion cannot race a SUB into a topic about to go.
+		t.exiting = true
+	}
 	t.mu.Unlock()
 	ch.delete()
 	t.logger.Info("deleted channel", "channel", name)
@@ -321,9 +348,7 @@ func (t *Topic) DeleteChannel(name string) bool {
 }
 
 func (t *Topic) removeEphemeralChannel(ch *Channel) {
-	if ch.clientCount() == 0 {
-		t.DeleteChannel(ch.name)
-	}
+	t.deleteChannel(ch.name, true)
 }
 
 // releaseInit lets messages held during initialisation flow.
@@ -348,6 +373,13 @@ func (t *Topic) setPaused(p bool) {
 		t.wakePump()
 	}
 	t.onChange()
+}
+
+// isExiting reports whether the topic is being deleted or shut down.
+func (t *Topic) isExiting() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.exiting
 }
 
 // IsPaused reports whether the topic holds its messages.
