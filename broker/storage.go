@@ -1,12 +1,11 @@
 package broker
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -118,57 +117,60 @@ func writeDeferredFile(dataPath, name string, msgs []*message) error {
 	}
 	buf := []byte(deferredMagic)
 	for _, m := range msgs {
-		buf = binary.BigEndian.AppendUint64(buf, uint64(m.due))
-		buf = binary.BigEndian.AppendUint32(buf, uint32(m.EncodedSize()))
-		buf = protocol.AppendMessage(buf, &m.Message)
+		buf = appendDeferredRecord(buf, m)
 	}
 	return writeFileAtomic(path, buf)
 }
 
+// appendDeferredRecord appends one deferred-file record for m.
+func appendDeferredRecord(dst []byte, m *message) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.due))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.EncodedSize()))
+	return protocol.AppendMessage(dst, &m.Message)
+}
+
 func readDeferredFile(dataPath, name string) ([]*message, error) {
-	f, err := os.Open(deferredFilePath(dataPath, name))
+	data, err := os.ReadFile(deferredFilePath(dataPath, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return decodeDeferred(bufio.NewReader(f))
+	return decodeDeferred(data)
 }
 
-// decodeDeferred reads a deferred file; a truncated tail is an error but
-// the messages before it are returned.
-func decodeDeferred(r io.Reader) ([]*message, error) {
-	magic := make([]byte, len(deferredMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != deferredMagic {
+// decodeDeferred reads a deferred file's contents. A damaged tail is an
+// error, but the whole messages before it are returned. Sizes are checked
+// against the bytes actually there, so a damaged size never allocates.
+func decodeDeferred(data []byte) ([]*message, error) {
+	if !bytes.HasPrefix(data, []byte(deferredMagic)) {
 		return nil, errors.New("not a deferred-messages file")
 	}
+	rest := data[len(deferredMagic):]
 	var out []*message
-	var hdr [12]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return out, fmt.Errorf("truncated deferred file: %w", err)
+	for len(rest) > 0 {
+		if len(rest) < 12 {
+			return out, errors.New("truncated deferred file")
 		}
-		due := int64(binary.BigEndian.Uint64(hdr[:8]))
-		size := binary.BigEndian.Uint32(hdr[8:])
-		if size < protocol.MessageHeaderSize || size > 1<<31-1 {
+		due := int64(binary.BigEndian.Uint64(rest[:8]))
+		size := uint64(binary.BigEndian.Uint32(rest[8:12]))
+		rest = rest[12:]
+		if size < protocol.MessageHeaderSize {
 			return out, fmt.Errorf("bad record size %d in deferred file", size)
 		}
-		rec := make([]byte, size)
-		if _, err := io.ReadFull(r, rec); err != nil {
-			return out, fmt.Errorf("truncated deferred file: %w", err)
+		if size > uint64(len(rest)) {
+			return out, errors.New("truncated deferred file")
 		}
-		m, err := decodeRecord(rec)
+		m, err := decodeRecord(append([]byte(nil), rest[:size]...))
 		if err != nil {
 			return out, err
 		}
 		m.due = due
 		out = append(out, m)
+		rest = rest[size:]
 	}
+	return out, nil
 }
 
 func removeDeferredFile(dataPath, name string) {
