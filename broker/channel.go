@@ -223,16 +223,6 @@ func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
 	return dst
 }
 
-// unpop returns messages taken by pop but not sent, to the head of the queue.
-func (c *Channel) unpop(msgs []*message) {
-	c.mu.Lock()
-	for i := len(msgs) - 1; i >= 0; i-- {
-		c.memory.pushFront(msgs[i])
-	}
-	c.wakeWaitersLocked()
-	c.mu.Unlock()
-}
-
 func (c *Channel) addClient(cl *client) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -270,12 +260,6 @@ func (c *Channel) removeClient(cl *client) {
 	if last && c.onLastClient != nil {
 		c.onLastClient(c)
 	}
-}
-
-func (c *Channel) clientCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.clients)
 }
 
 func (c *Channel) clientList() []*client {

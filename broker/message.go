@@ -26,12 +26,6 @@ func newMessage(id protocol.MessageID, ts int64, body []byte) *message {
 	return &message{Message: protocol.Message{ID: id, Timestamp: ts, Body: body}, heapIndex: -1}
 }
 
-// copyForChannel returns a fresh message with the same ID, timestamp,
-// attempts and body, for fan-out to another channel.
-func (m *message) copyForChannel() *message {
-	return &message{Message: m.Message, due: m.due, heapIndex: -1}
-}
-
 // messageQueue is a FIFO ring of messages. Not safe for concurrent use.
 type messageQueue struct {
 	buf        []*message
@@ -45,16 +39,6 @@ func (q *messageQueue) push(m *message) {
 		q.grow()
 	}
 	q.buf[(q.head+q.size)%len(q.buf)] = m
-	q.size++
-}
-
-// pushFront puts m back at the head, for a message taken but not sent.
-func (q *messageQueue) pushFront(m *message) {
-	if q.size == len(q.buf) {
-		q.grow()
-	}
-	q.head = (q.head - 1 + len(q.buf)) % len(q.buf)
-	q.buf[q.head] = m
 	q.size++
 }
 

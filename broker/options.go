@@ -258,12 +258,16 @@ func (t *TLSRequired) Set(s string) error {
 // IsBoolFlag lets a bare --tls-required mean true, as in nsqd.
 func (t *TLSRequired) IsBoolFlag() bool { return true }
 
+// versionSSL30 is accepted as a --tls-min-version, as nsqd accepts it. Go's
+// TLS no longer speaks SSLv3, so in effect it means TLS 1.0.
+const versionSSL30 = 0x0300
+
 // TLSVersion is a minimum TLS version, read as "tls1.0" … "tls1.3".
 type TLSVersion uint16
 
 func (v *TLSVersion) String() string {
 	switch uint16(*v) {
-	case tls.VersionSSL30: //nolint:staticcheck // accepted for nsqd compatibility
+	case versionSSL30:
 		return "ssl3.0"
 	case tls.VersionTLS10:
 		return "tls1.0"
@@ -283,7 +287,7 @@ func (v *TLSVersion) Set(s string) error {
 	case "":
 		*v = 0
 	case "ssl3.0":
-		*v = tls.VersionSSL30 //nolint:staticcheck // accepted for nsqd compatibility
+		*v = versionSSL30
 	case "tls1.0":
 		*v = tls.VersionTLS10
 	case "tls1.1":
