@@ -57,6 +57,8 @@ type benchConn struct {
 	conn net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
+	buf  []byte // frame data, reused: valid until the next readFrame
+	hdr  [8]byte
 }
 
 func dialBenchConn(tb testing.TB, addr net.Addr) *benchConn {
@@ -71,12 +73,15 @@ func dialBenchConn(tb testing.TB, addr net.Addr) *benchConn {
 }
 
 func (c *benchConn) readFrame(tb testing.TB) (int32, []byte) {
-	var hdr [8]byte
-	if _, err := benchReadFull(c.r, hdr[:]); err != nil {
+	hdr := c.hdr[:]
+	if _, err := benchReadFull(c.r, hdr); err != nil {
 		tb.Fatal(err)
 	}
-	size := binary.BigEndian.Uint32(hdr[:4])
-	data := make([]byte, size-4)
+	size := int(binary.BigEndian.Uint32(hdr[:4]))
+	if cap(c.buf) < size-4 {
+		c.buf = make([]byte, size-4)
+	}
+	data := c.buf[:size-4]
 	if _, err := benchReadFull(c.r, data); err != nil {
 		tb.Fatal(err)
 	}

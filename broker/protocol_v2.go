@@ -353,7 +353,7 @@ func (b *Broker) fin(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		return nil, perr
 	}
 	if err := c.finish(id); err != nil {
-		return nil, protocol.Errorf(protocol.CodeFinFailed, "FIN %s failed %s", id[:], err)
+		return nil, protocol.Errorf(protocol.CodeFinFailed, "FIN %s failed %s", string(id[:]), err)
 	}
 	return nil, nil
 }
@@ -372,7 +372,7 @@ func (b *Broker) req(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		delay = b.opts.MaxReqTimeout
 	}
 	if err := c.requeue(id, delay); err != nil {
-		return nil, protocol.Errorf(protocol.CodeReqFailed, "REQ %s failed %s", id[:], err)
+		return nil, protocol.Errorf(protocol.CodeReqFailed, "REQ %s failed %s", string(id[:]), err)
 	}
 	return nil, nil
 }
@@ -383,7 +383,7 @@ func (b *Broker) touch(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		return nil, perr
 	}
 	if err := c.touch(id, b.opts.MaxMsgTimeout); err != nil {
-		return nil, protocol.Errorf(protocol.CodeTouchFailed, "TOUCH %s failed %s", id[:], err)
+		return nil, protocol.Errorf(protocol.CodeTouchFailed, "TOUCH %s failed %s", string(id[:]), err)
 	}
 	return nil, nil
 }
