@@ -373,3 +373,34 @@ func TestEphemeralResubscribe(t *testing.T) {
 		t.Fatalf("got %q", m.Body)
 	}
 }
+
+// TestDeletedChannelStartsEmpty: messages on disk go with their channel; a
+// channel created again under the same name does not get them back.
+func TestDeletedChannelStartsEmpty(t *testing.T) {
+	b := startTestBroker(t, func(o *Options) { o.MemQueueSize = 0; o.SyncEvery = 1 })
+	topic, _ := b.Topic("gone")
+	if _, err := topic.Channel("c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := topic.Publish([][]byte{[]byte("1"), []byte("2"), []byte("3")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "3 on disk", func() bool { return topic.ExistingChannel("c").Depth() == 3 })
+	topic.DeleteChannel("c")
+	ch, err := topic.Channel("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := ch.Depth(); d != 0 {
+		t.Fatalf("re-created channel has depth %d, want 0", d)
+	}
+	h := &collector{}
+	newConsumer(t, b, "gone", "c", nil, h)
+	if err := topic.Publish([][]byte{[]byte("new")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the new message", func() bool { return h.count() >= 1 })
+	if got := h.snapshot(); len(got) != 1 || got[0] != "new" {
+		t.Fatalf("re-created channel delivered %v, want only [new]", got)
+	}
+}
