@@ -316,7 +316,11 @@ func (b *Broker) Topic(name string) (*Topic, error) {
 	}
 	t = newTopic(name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
 	lookups := b.lookups
-	t.holdForInit = lookups != nil
+	if lookups != nil {
+		t.mu.Lock()
+		t.holdForInit = true
+		t.mu.Unlock()
+	}
 	b.topics[name] = t
 	b.mu.Unlock()
 	b.logger.Info("new topic", "topic", name)

@@ -98,7 +98,12 @@ func startProcess(t *testing.T, cmd *exec.Cmd) *wrenProcess {
 		p.kill()
 		t.Fatalf("wren did not start listening:\n%s", p.logs())
 	}
-	t.Cleanup(p.kill)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("wren %v logs:\n%s", p.cmd.Args[1:], p.logs())
+		}
+	})
 	return p
 }
 
