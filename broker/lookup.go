@@ -272,6 +272,13 @@ func (p *lookupPeer) session() error {
 	if err != nil {
 		return err
 	}
+	if conn.LocalAddr().String() == conn.RemoteAddr().String() {
+		// TCP simultaneous open: dialling a local port nobody listens on
+		// can connect the socket to itself, and would hold the port the
+		// lookup is about to listen on.
+		conn.Close()
+		return fmt.Errorf("connected to itself: nothing listens on %s yet", p.addr)
+	}
 	defer func() {
 		p.mu.Lock()
 		p.info = nil
