@@ -452,7 +452,7 @@ func (b *Broker) loadMetadata() error {
 			if !protocol.IsValidChannelName(cm.Name) || protocol.IsEphemeral(cm.Name) {
 				continue
 			}
-			ch := newChannel(tm.Name, cm.Name, b.queues, t.removeEphemeralChannel)
+			ch := newChannel(tm.Name, cm.Name, b.queues, t.channelHooks())
 			ch.paused.Store(cm.Paused)
 			t.channels[cm.Name] = ch
 			t.channelList = append(t.channelList, ch)

@@ -45,20 +45,27 @@ type Channel struct {
 	timeoutCount  atomic.Uint64
 	inFlightCount atomic.Int64
 
+	hooks channelHooks
+}
+
+// channelHooks are how a channel reaches its topic.
+type channelHooks struct {
 	// onLastClient runs (without c.mu) when an ephemeral channel loses its
 	// last client; the topic deletes the channel then.
 	onLastClient func(*Channel)
+	// onChange persists the metadata after a pause or unpause.
+	onChange func()
 }
 
-func newChannel(topicName, name string, cfg *queueConfig, onLastClient func(*Channel)) *Channel {
+func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *Channel {
 	c := &Channel{
-		topicName:    topicName,
-		name:         name,
-		ephemeral:    protocol.IsEphemeral(name),
-		cfg:          cfg,
-		logger:       cfg.logger.With("topic", topicName, "channel", name),
-		clients:      make(map[int64]*client),
-		onLastClient: onLastClient,
+		topicName: topicName,
+		name:      name,
+		ephemeral: protocol.IsEphemeral(name),
+		cfg:       cfg,
+		logger:    cfg.logger.With("topic", topicName, "channel", name),
+		clients:   make(map[int64]*client),
+		hooks:     hooks,
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()
@@ -257,8 +264,8 @@ func (c *Channel) removeClient(cl *client) {
 	}
 	last := len(c.clients) == 0 && c.ephemeral && !c.exiting
 	c.mu.Unlock()
-	if last && c.onLastClient != nil {
-		c.onLastClient(c)
+	if last && c.hooks.onLastClient != nil {
+		c.hooks.onLastClient(c)
 	}
 }
 
@@ -278,13 +285,24 @@ func (c *Channel) clientsLocked() []*client {
 }
 
 // Pause stops delivery to the channel's clients; messages keep queuing.
-func (c *Channel) Pause() { c.paused.Store(true) }
+// Like the topic's, the pause state is persisted at once.
+func (c *Channel) Pause() {
+	c.paused.Store(true)
+	c.changed()
+}
 
 // Unpause resumes delivery.
 func (c *Channel) Unpause() {
 	c.paused.Store(false)
 	for _, cl := range c.clientList() {
 		cl.wakeUp()
+	}
+	c.changed()
+}
+
+func (c *Channel) changed() {
+	if !c.ephemeral && c.hooks.onChange != nil {
+		c.hooks.onChange()
 	}
 }
 

@@ -495,13 +495,40 @@ func splitTextMPUB(body []byte, maxMsg, maxBody int64) ([][]byte, error) {
 	return bodies, nil
 }
 
-// createTopic is POST /topic/create?topic=T.
-func (s *httpAPI) createTopic(r *http.Request, _ httprouter.Params) (any, error) {
+// topicParam reads ?topic=. With validate it applies the name rules
+// (INVALID_TOPIC); without, as nsqd does for delete and pause, an invalid
+// name is simply not found.
+func topicParam(r *http.Request, validate bool) (string, error) {
 	q, err := query(r)
+	if err != nil {
+		return "", err
+	}
+	if validate {
+		return pubTopicName(q)
+	}
+	name, ok := first(q, "topic")
+	if !ok {
+		return "", errAPI(http.StatusBadRequest, "MISSING_ARG_TOPIC")
+	}
+	return name, nil
+}
+
+// existingTopic is topicParam plus the topic, which must exist.
+func (s *httpAPI) existingTopic(r *http.Request, validate bool) (*Topic, error) {
+	name, err := topicParam(r, validate)
 	if err != nil {
 		return nil, err
 	}
-	name, err := pubTopicName(q)
+	t := s.b.ExistingTopic(name)
+	if t == nil {
+		return nil, errAPI(http.StatusNotFound, "TOPIC_NOT_FOUND")
+	}
+	return t, nil
+}
+
+// createTopic is POST /topic/create?topic=T.
+func (s *httpAPI) createTopic(r *http.Request, _ httprouter.Params) (any, error) {
+	name, err := topicParam(r, true)
 	if err != nil {
 		return nil, err
 	}
@@ -514,13 +541,9 @@ func (s *httpAPI) createTopic(r *http.Request, _ httprouter.Params) (any, error)
 // deleteTopic is POST /topic/delete?topic=T. nsqd does not validate the
 // name here: an invalid one is simply not found.
 func (s *httpAPI) deleteTopic(r *http.Request, _ httprouter.Params) (any, error) {
-	q, err := query(r)
+	name, err := topicParam(r, false)
 	if err != nil {
 		return nil, err
-	}
-	name, ok := first(q, "topic")
-	if !ok {
-		return nil, errAPI(http.StatusBadRequest, "MISSING_ARG_TOPIC")
 	}
 	if !s.b.DeleteTopic(name) {
 		return nil, errAPI(http.StatusNotFound, "TOPIC_NOT_FOUND")
@@ -530,20 +553,12 @@ func (s *httpAPI) deleteTopic(r *http.Request, _ httprouter.Params) (any, error)
 
 // emptyTopic is POST /topic/empty?topic=T.
 func (s *httpAPI) emptyTopic(r *http.Request, _ httprouter.Params) (any, error) {
-	q, err := query(r)
+	t, err := s.existingTopic(r, true)
 	if err != nil {
 		return nil, err
-	}
-	name, err := pubTopicName(q)
-	if err != nil {
-		return nil, err
-	}
-	t := s.b.ExistingTopic(name)
-	if t == nil {
-		return nil, errAPI(http.StatusNotFound, "TOPIC_NOT_FOUND")
 	}
 	if err := t.Empty(); err != nil {
-		s.b.logger.Error("emptying topic", "topic", name, "err", err)
+		s.b.logger.Error("emptying topic", "topic", t.name, "err", err)
 		return nil, errAPI(http.StatusInternalServerError, "INTERNAL_ERROR")
 	}
 	return nil, nil
@@ -553,17 +568,9 @@ func (s *httpAPI) emptyTopic(r *http.Request, _ httprouter.Params) (any, error) 
 // Unpause persist the metadata themselves.
 func (s *httpAPI) pauseTopic(pause bool) apiHandler {
 	return func(r *http.Request, _ httprouter.Params) (any, error) {
-		q, err := query(r)
+		t, err := s.existingTopic(r, false)
 		if err != nil {
 			return nil, err
-		}
-		name, ok := first(q, "topic")
-		if !ok {
-			return nil, errAPI(http.StatusBadRequest, "MISSING_ARG_TOPIC")
-		}
-		t := s.b.ExistingTopic(name)
-		if t == nil {
-			return nil, errAPI(http.StatusNotFound, "TOPIC_NOT_FOUND")
 		}
 		if pause {
 			t.Pause()
@@ -654,8 +661,8 @@ func (s *httpAPI) emptyChannel(r *http.Request, _ httprouter.Params) (any, error
 	return nil, nil
 }
 
-// pauseChannel is POST /channel/pause and /channel/unpause. The pause
-// state is persisted at once so a crash cannot undo it.
+// pauseChannel is POST /channel/pause and /channel/unpause. Channel.Pause
+// and Unpause persist the metadata themselves.
 func (s *httpAPI) pauseChannel(pause bool) apiHandler {
 	return func(r *http.Request, _ httprouter.Params) (any, error) {
 		ch, err := s.existingChannel(r)
@@ -667,7 +674,6 @@ func (s *httpAPI) pauseChannel(pause bool) apiHandler {
 		} else {
 			ch.Unpause()
 		}
-		s.b.metadataChanged()
 		return nil, nil
 	}
 }

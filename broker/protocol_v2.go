@@ -26,9 +26,13 @@ func (b *Broker) serveV2(conn net.Conn) {
 	reason := "client closed the connection"
 	if err != nil {
 		reason = err.Error()
-		c.logger.Info("client closed", "reason", reason)
 	}
+	// A connection closed from elsewhere (channel deleted, broker exiting,
+	// a failed write) keeps that first reason, not the read error it caused.
 	c.close(reason)
+	if err != nil {
+		c.logger.Info("client closed", "reason", *c.reason.Load())
+	}
 	<-c.pumpDone
 	c.releaseAll()
 }

@@ -255,7 +255,7 @@ func (t *Topic) Channel(name string) (*Channel, error) {
 	}
 	ch, ok = t.channels[name]
 	if !ok {
-		ch = newChannel(t.name, name, t.cfg, t.removeEphemeralChannel)
+		ch = newChannel(t.name, name, t.cfg, t.channelHooks())
 		t.channels[name] = ch
 		t.channelList = append(t.channelList, ch)
 		t.logger.Info("new channel", "channel", name)
@@ -345,6 +345,10 @@ func (t *Topic) deleteChannel(name string, onlyIfIdle bool) bool {
 		t.onEmpty(t)
 	}
 	return true
+}
+
+func (t *Topic) channelHooks() channelHooks {
+	return channelHooks{onLastClient: t.removeEphemeralChannel, onChange: t.onChange}
 }
 
 func (t *Topic) removeEphemeralChannel(ch *Channel) {
