@@ -36,31 +36,13 @@ func newLookupFlags(opts *lookup.Options) (*commandFlags, error) {
 // file, then lookup.NewOptions. It returns flag.ErrHelp for -h and
 // errVersionRequested for --version.
 func parseLookupArgs(args []string) (*lookup.Options, error) {
-	opts := lookup.NewOptions()
-	flags, err := newLookupFlags(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := flags.load(args); err != nil {
-		return nil, err
-	}
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
-	return opts, nil
+	return parseOptions(lookup.NewOptions(), newLookupFlags, args)
 }
 
 // startLookup creates and starts a lookup, which logs "lookup listening"
 // with its addresses. On error nothing is left open.
 func startLookup(opts *lookup.Options) (*lookup.Lookup, error) {
-	l, err := lookup.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.Start(); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return started(lookup.New(opts))
 }
 
 // dialAddress turns a listener's address into one this process can dial:

@@ -105,30 +105,41 @@ func runBroker(args []string, stdout, stderr io.Writer) int {
 // file, then broker.NewOptions. It returns flag.ErrHelp for -h and
 // errVersionRequested for --version.
 func parseBrokerArgs(args []string) (*broker.Options, error) {
-	opts := broker.NewOptions()
-	flags, err := newBrokerFlags(opts)
+	return parseOptions(broker.NewOptions(), newBrokerFlags, args)
+}
+
+// parseOptions fills opts from the command line and the config file it
+// names through the flags newFlags binds, then validates them.
+func parseOptions[O interface{ Validate() error }](opts O, newFlags func(O) (*commandFlags, error), args []string) (O, error) {
+	var zero O
+	flags, err := newFlags(opts)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	if err := flags.load(args); err != nil {
-		return nil, err
+		return zero, err
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, err
+		return zero, err
 	}
 	return opts, nil
 }
 
 // startBroker creates and starts a broker; on error nothing is left open.
 func startBroker(opts *broker.Options) (*broker.Broker, error) {
-	b, err := broker.New(opts)
+	return started(broker.New(opts))
+}
+
+// started starts what a constructor made, passing its error through.
+func started[S interface{ Start() error }](s S, err error) (S, error) {
+	var zero S
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	if err := b.Start(); err != nil {
-		return nil, err
+	if err := s.Start(); err != nil {
+		return zero, err
 	}
-	return b, nil
+	return s, nil
 }
 
 // oneLine joins a multi-line error, such as one from errors.Join, so that a
