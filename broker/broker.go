@@ -111,16 +111,16 @@ func New(opts *Options) (*Broker, error) {
 	return b, nil
 }
 
-func (b *Broker) openBackend(name string, ephemeral bool) diskqueue.Queue {
+func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 	if ephemeral {
-		return diskqueue.NewDiscard()
+		return diskqueue.NewDiscardBacklog()
 	}
-	return diskqueue.Open(diskqueue.Options{
+	return diskqueue.OpenBacklog(diskqueue.Options{
 		Name:            diskQueueName(name),
 		DataPath:        b.opts.DataPath,
 		MaxBytesPerFile: b.opts.MaxBytesPerFile,
 		MinRecordSize:   protocol.MessageHeaderSize,
-		MaxRecordSize:   int32(b.opts.MaxMsgSize) + protocol.MessageHeaderSize,
+		MaxRecordSize:   diskqueue.MaxRecordSize(b.opts.MaxMsgSize),
 		SyncEvery:       b.opts.SyncEvery,
 		SyncTimeout:     b.opts.SyncTimeout,
 		Logger:          b.logger,
@@ -446,8 +446,10 @@ func (b *Broker) loadMetadata() error {
 			continue
 		}
 		t := newTopic(tm.Name, b.queues, b.metadataChanged, b.removeEphemeralTopic)
-		t.paused = tm.Paused
 		b.topics[tm.Name] = t
+		// The topic's pump already runs: set it up under its lock.
+		t.mu.Lock()
+		t.paused = tm.Paused
 		for _, cm := range tm.Channels {
 			if !protocol.IsValidChannelName(cm.Name) || protocol.IsEphemeral(cm.Name) {
 				continue
@@ -457,6 +459,7 @@ func (b *Broker) loadMetadata() error {
 			t.channels[cm.Name] = ch
 			t.channelList = append(t.channelList, ch)
 		}
+		t.mu.Unlock()
 		t.wakePump()
 	}
 	return nil

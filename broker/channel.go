@@ -21,6 +21,11 @@ var errExiting = errors.New("exiting")
 // Messages wait in a memory queue of up to MemQueueSize entries, then in
 // the disk queue; deferred ones in a heap ordered by due time, fired by one
 // timer. In-flight messages belong to the client they were sent to.
+//
+// The disk queue hands out records of many messages. A client's pump that
+// takes a record keeps the messages it has room for and leaves the rest in
+// fromDisk, which every client of the channel serves first: those messages
+// are older than anything in memory.
 type Channel struct {
 	topicName string
 	name      string
@@ -30,6 +35,7 @@ type Channel struct {
 
 	mu       sync.Mutex
 	memory   messageQueue
+	fromDisk messageQueue // read from the disk queue, not yet delivered
 	deferred deferredHeap
 	timer    *time.Timer // fires at deferred[0].due
 	timerAt  int64
@@ -37,7 +43,7 @@ type Channel struct {
 	waiting  []*client // idle clients to wake on the next put
 	exiting  bool
 	deleted  bool
-	backend  diskqueue.Queue
+	backend  *diskqueue.Backlog
 	paused   atomic.Bool
 
 	messageCount  atomic.Uint64
@@ -136,19 +142,34 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	}
 }
 
+// writeToBackend writes msgs to the disk queue as one batch.
 func (c *Channel) writeToBackend(msgs []*message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	buf := make([]byte, 0, 256)
-	for _, m := range msgs {
-		buf = protocol.AppendMessage(buf[:0], &m.Message)
-		if err := c.backend.Put(buf); err != nil {
-			c.cfg.setHealth(err)
-			return err
-		}
+	if err := c.backend.Put(wireMessages(msgs)); err != nil {
+		c.cfg.setHealth(err)
+		return err
 	}
 	return nil
+}
+
+// pushFromDisk queues messages a client's pump read from the disk queue
+// and could not take itself, ahead of memory, and wakes idle clients.
+func (c *Channel) pushFromDisk(msgs []*message) {
+	if len(msgs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.deleted {
+		c.mu.Unlock()
+		return
+	}
+	for _, m := range msgs {
+		c.fromDisk.push(m)
+	}
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
 }
 
 // c.mu must be held.
@@ -213,11 +234,11 @@ func (c *Channel) wakeWaitersLocked() {
 	c.waiting = c.waiting[:0]
 }
 
-// pop appends up to n messages from memory to dst. When there are none it
-// registers cl to be woken by the next put.
+// pop appends up to n messages to dst, those read from disk first. When
+// there are none it registers cl to be woken by the next put.
 func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
 	c.mu.Lock()
-	if c.memory.len() == 0 {
+	if c.memory.len() == 0 && c.fromDisk.len() == 0 {
 		if !cl.waiting && !c.exiting {
 			cl.waiting = true
 			c.waiting = append(c.waiting, cl)
@@ -225,7 +246,9 @@ func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
 		c.mu.Unlock()
 		return dst
 	}
-	dst = c.memory.popInto(dst, n)
+	start := len(dst)
+	dst = c.fromDisk.popInto(dst, n)
+	dst = c.memory.popInto(dst, n-(len(dst)-start))
 	c.mu.Unlock()
 	return dst
 }
@@ -313,6 +336,7 @@ func (c *Channel) IsPaused() bool { return c.paused.Load() }
 func (c *Channel) Empty() error {
 	c.mu.Lock()
 	c.memory.drain()
+	c.fromDisk.drain()
 	c.deferred = nil
 	clients := c.clientsLocked()
 	c.mu.Unlock()
@@ -326,7 +350,7 @@ func (c *Channel) Empty() error {
 // counting in-flight and deferred ones.
 func (c *Channel) Depth() int64 {
 	c.mu.Lock()
-	n := int64(c.memory.len())
+	n := int64(c.memory.len() + c.fromDisk.len())
 	c.mu.Unlock()
 	return n + c.backend.Depth()
 }
@@ -345,6 +369,7 @@ func (c *Channel) delete() {
 		c.timer.Stop()
 	}
 	c.memory.drain()
+	c.fromDisk.drain()
 	c.deferred = nil
 	clients := c.clientsLocked()
 	c.mu.Unlock()
@@ -368,13 +393,14 @@ func (c *Channel) beginExit() {
 	c.mu.Unlock()
 }
 
-// close writes memory-queued messages to disk and deferred ones, with their
-// due times, to the deferred file, then syncs and closes the disk queue.
+// close writes the messages read from disk but not delivered, then the
+// memory-queued ones, back to disk, and deferred ones, with their due
+// times, to the deferred file, then syncs and closes the disk queue.
 // Clients must be gone.
 func (c *Channel) close() error {
 	c.beginExit()
 	c.mu.Lock()
-	msgs := c.memory.drain()
+	msgs := append(c.fromDisk.drain(), c.memory.drain()...)
 	deferred := []*message(c.deferred)
 	c.deferred = nil
 	c.mu.Unlock()

@@ -73,6 +73,8 @@ type client struct {
 	pumpDone chan struct{}
 	reason   atomic.Pointer[string]
 
+	diskScratch []protocol.Message // the pump's, for decoding disk records
+
 	mu        sync.Mutex // guards inFlight and pubCounts
 	inFlight  inFlight
 	inFlightN atomic.Int64 // inFlight.len(), readable without mu

@@ -26,6 +26,30 @@ func newMessage(id protocol.MessageID, ts int64, body []byte) *message {
 	return &message{Message: protocol.Message{ID: id, Timestamp: ts, Body: body}, heapIndex: -1}
 }
 
+// fromWire wraps messages read from a disk queue, with one allocation
+// for the lot.
+func fromWire(wire []protocol.Message) []*message {
+	backing := make([]message, len(wire))
+	out := make([]*message, len(wire))
+	for i := range wire {
+		backing[i] = message{Message: wire[i], heapIndex: -1}
+		out[i] = &backing[i]
+	}
+	return out
+}
+
+// wireMessages is what a disk queue stores of msgs.
+func wireMessages(msgs []*message) []*protocol.Message {
+	if len(msgs) == 0 {
+		return nil
+	}
+	out := make([]*protocol.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = &m.Message
+	}
+	return out
+}
+
 // messageQueue is a FIFO ring of messages. Not safe for concurrent use.
 type messageQueue struct {
 	buf        []*message

@@ -56,6 +56,15 @@ func (c *client) pump() {
 
 		ch := c.channel.Load()
 		capacity := c.readyCapacity()
+		if capacity > 0 && ch.backend.Depth() > 0 {
+			// Messages on disk are older than those in memory: take
+			// the next record if the disk queue has it ready.
+			select {
+			case rec := <-ch.backend.ReadChan():
+				c.takeRecord(ch, rec)
+			default:
+			}
+		}
 		if capacity > 0 {
 			batch = ch.pop(batch[:0], min(capacity, maxBatch), c)
 			if len(batch) > 0 {
@@ -86,20 +95,7 @@ func (c *client) pump() {
 		select {
 		case <-c.wake:
 		case rec := <-backendC:
-			m, err := decodeRecord(rec)
-			if err != nil {
-				ch.logger.Error("bad record in channel disk queue", "err", err)
-				continue
-			}
-			batch = append(batch[:0], m)
-			if err := c.sendMessages(ch, batch); err != nil {
-				// The message is in flight with this client and is
-				// requeued when the client's exit releases it.
-				c.close(err.Error())
-				return
-			}
-			dirty = true
-			timeoutAt = c.armTimeout(timeout, timeoutAt)
+			c.takeRecord(ch, rec)
 		case <-heartbeatC:
 			if err := c.writeFrame(protocol.FrameTypeResponse, protocol.ResponseHeartbeat); err != nil {
 				c.close(err.Error())
@@ -114,6 +110,14 @@ func (c *client) pump() {
 			return
 		}
 	}
+}
+
+// takeRecord hands the messages of a disk-queue record to the channel,
+// where this pump (and any other client's) takes them next.
+func (c *client) takeRecord(ch *Channel, rec []byte) {
+	c.diskScratch = ch.backend.Take(rec, c.diskScratch[:0])
+	ch.pushFromDisk(fromWire(c.diskScratch))
+	clear(c.diskScratch) // drop the references to rec's bytes
 }
 
 // armTimeout sets the timer for the earliest in-flight deadline unless it

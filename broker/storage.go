@@ -24,7 +24,7 @@ type queueConfig struct {
 	memQueueSize        int64
 	maxChannelConsumers int
 	logger              *slog.Logger
-	openBackend         func(name string, ephemeral bool) diskqueue.Queue
+	openBackend         func(name string, ephemeral bool) *diskqueue.Backlog
 	setHealth           func(error)
 	// lookupNotify tells the lookup peers about a created or deleted
 	// channel; nil when there are none.
@@ -171,6 +171,14 @@ func decodeDeferred(data []byte) ([]*message, error) {
 		rest = rest[size:]
 	}
 	return out, nil
+}
+
+func decodeRecord(rec []byte) (*message, error) {
+	pm, err := protocol.DecodeMessage(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &message{Message: pm, heapIndex: -1}, nil
 }
 
 func removeDeferredFile(dataPath, name string) {

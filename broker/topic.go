@@ -33,7 +33,7 @@ type Topic struct {
 	// its channels from the lookups, so every channel gets them.
 	holdForInit bool
 	memory      messageQueue // backlog while no channel can take messages
-	backend     diskqueue.Queue
+	backend     *diskqueue.Backlog
 	exiting     bool
 
 	idMu sync.Mutex
@@ -129,7 +129,7 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 	}
 	t.mu.Unlock()
 	t.wakePump()
-	if err := writeMessages(t.backend, overflow); err != nil {
+	if err := t.backend.Put(wireMessages(overflow)); err != nil {
 		t.cfg.setHealth(err)
 		return err
 	}
@@ -166,23 +166,18 @@ func (t *Topic) wakePump() {
 	}
 }
 
-// pump drains the topic's backlog into its channels whenever there are
-// channels and the topic is not paused.
+// pump drains the topic's backlog, memory first, into its channels
+// whenever there are channels and the topic is not paused. Disk records
+// are waited for in the same select as wake-ups, so the pump never needs
+// to know the disk depth.
 func (t *Topic) pump() {
 	defer close(t.pumpDone)
 	batch := make([]*message, 0, 256)
+	var wire []protocol.Message
 	for {
-		select {
-		case <-t.wake:
-		case <-t.exit:
-			return
-		}
-		for {
-			t.mu.Lock()
-			if t.paused || t.holdForInit || len(t.channelList) == 0 || t.exiting {
-				t.mu.Unlock()
-				break
-			}
+		t.mu.Lock()
+		flowing := !t.paused && !t.holdForInit && len(t.channelList) > 0 && !t.exiting
+		if flowing {
 			batch = t.memory.popInto(batch[:0], cap(batch))
 			if len(batch) > 0 {
 				err := t.fanOutLocked(batch)
@@ -192,48 +187,30 @@ func (t *Topic) pump() {
 				}
 				continue
 			}
-			t.mu.Unlock()
-			if t.backend.Depth() == 0 {
-				break
+		}
+		t.mu.Unlock()
+
+		var diskC <-chan []byte
+		if flowing {
+			diskC = t.backend.ReadChan()
+		}
+		select {
+		case rec := <-diskC:
+			wire = t.backend.Take(rec, wire[:0])
+			if len(wire) == 0 {
+				continue
 			}
-			select {
-			case rec := <-t.backend.ReadChan():
-				m, err := decodeRecord(rec)
-				if err != nil {
-					t.logger.Error("bad record in topic disk queue", "err", err)
-					continue
-				}
-				t.mu.RLock()
-				err = t.fanOutLocked([]*message{m})
-				t.mu.RUnlock()
-				if err != nil {
-					t.logger.Error("moving backlog to channels", "err", err)
-				}
-			case <-t.wake:
-			case <-t.exit:
-				return
+			t.mu.RLock()
+			err := t.fanOutLocked(fromWire(wire))
+			t.mu.RUnlock()
+			if err != nil {
+				t.logger.Error("moving backlog to channels", "err", err)
 			}
+		case <-t.wake:
+		case <-t.exit:
+			return
 		}
 	}
-}
-
-func decodeRecord(rec []byte) (*message, error) {
-	pm, err := protocol.DecodeMessage(rec)
-	if err != nil {
-		return nil, err
-	}
-	return &message{Message: pm, heapIndex: -1}, nil
-}
-
-func writeMessages(q diskqueue.Queue, msgs []*message) error {
-	buf := make([]byte, 0, 256)
-	for _, m := range msgs {
-		buf = protocol.AppendMessage(buf[:0], &m.Message)
-		if err := q.Put(buf); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Channel returns the named channel, creating it if needed.
@@ -468,7 +445,7 @@ func (t *Topic) close() error {
 				ready = append(ready, m)
 			}
 		}
-		errs = append(errs, writeMessages(t.backend, ready))
+		errs = append(errs, t.backend.Put(wireMessages(ready)))
 		errs = append(errs, writeDeferredFile(t.cfg.dataPath, t.name, deferred))
 	}
 	errs = append(errs, t.backend.Close())

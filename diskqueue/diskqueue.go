@@ -41,6 +41,9 @@ type Options struct {
 	SyncEvery       int64         // fsync after this many writes
 	SyncTimeout     time.Duration // and at least this often while dirty
 	Logger          *slog.Logger
+
+	// onBadFile hears each time go-diskqueue sets a damaged file aside.
+	onBadFile func()
 }
 
 // Open opens (or creates) the queue named by o.Name under o.DataPath,
@@ -53,6 +56,11 @@ func Open(o Options) Queue {
 	logger = logger.With("queue", o.Name)
 	logf := func(lvl godiskqueue.LogLevel, f string, args ...interface{}) {
 		msg := strings.TrimPrefix(fmt.Sprintf(f, args...), "DISKQUEUE("+o.Name+"): ")
+		// go-diskqueue says so only in its log when it renames a file it
+		// cannot read to .bad and skips the rest of it.
+		if o.onBadFile != nil && strings.Contains(msg, "saving bad file") {
+			o.onBadFile()
+		}
 		switch lvl {
 		case godiskqueue.DEBUG:
 			logger.Debug(msg)

@@ -1,0 +1,288 @@
+package diskqueue
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wren/protocol"
+)
+
+// RecordTarget is the size a batch record grows to before the next
+// message starts a new one. A message larger than that gets a record of
+// its own.
+const RecordTarget = 1 << 20
+
+// MaxRecordSize is the largest record a backlog writes for messages of at
+// most maxMsgSize body bytes.
+func MaxRecordSize(maxMsgSize int64) int32 {
+	largest := int64(EntryHeaderSize + protocol.MessageHeaderSize + maxMsgSize)
+	return int32(RecordHeaderSize + max(largest, RecordTarget))
+}
+
+// reconcileEvery is how often a backlog whose count may have drifted
+// (after damage or Empty) checks whether the queue has run dry.
+const reconcileEvery = time.Second
+
+// Backlog is a disk queue of messages. Messages put together are written
+// together: each Put becomes part of one batch record, and Puts that
+// arrive while another is being written join the next record (group
+// commit), so many publishers cost one write(2) between them, and each Put
+// still returns only once its messages are in the queue.
+//
+// The number of messages in the queue is a counter the backlog keeps
+// itself, so Depth never waits on the queue's goroutine (which blocks while
+// it fsyncs). Records written by nsqd v1.3.0 (one message each) read as
+// one-message batches.
+type Backlog struct {
+	name   string
+	queue  Queue
+	logger *slog.Logger
+	keeps  bool // false for an ephemeral backlog, which drops what it is given
+
+	mu      sync.Mutex
+	pending *writeGroup // messages waiting for the next write; guarded by mu
+	writing bool        // a Put is writing records now; guarded by mu
+
+	depth    atomic.Int64 // messages put and not yet taken
+	activity atomic.Int64 // bumped by every Put and Take, for reconcile
+
+	damagedRecords atomic.Int64
+	damagedFiles   atomic.Int64
+	suspect        atomic.Bool // depth may be off: damage was found or the queue emptied
+	reconciling    atomic.Bool
+	closed         chan struct{}
+	closeOnce      sync.Once
+}
+
+// writeGroup is the messages of the Puts that are written together.
+type writeGroup struct {
+	records [][]byte
+	counts  []int
+	done    chan struct{} // closed once written; err is set before
+	promote chan struct{} // tells one waiting member to write the group
+	err     error
+}
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// OpenBacklog opens the named queue like Open and counts the messages in
+// it.
+func OpenBacklog(o Options) *Backlog {
+	b := newBacklog(o.Name, o.Logger, true)
+	depth, err := countEntries(o)
+	if err != nil {
+		b.logger.Warn("counting the messages on disk", "err", err)
+	}
+	b.depth.Store(depth)
+	o.onBadFile = b.badFile
+	b.queue = Open(o)
+	return b
+}
+
+// NewDiscardBacklog is the backlog of an ephemeral topic or channel: it
+// keeps nothing.
+func NewDiscardBacklog() *Backlog {
+	b := newBacklog("", nil, false)
+	b.queue = NewDiscard()
+	return b
+}
+
+func newBacklog(name string, logger *slog.Logger, keeps bool) *Backlog {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Backlog{name: name, logger: logger.With("queue", name), keeps: keeps, closed: make(chan struct{})}
+}
+
+// Put writes msgs to the queue and returns once they are there (or have
+// failed to get there).
+func (b *Backlog) Put(msgs []*protocol.Message) error {
+	if len(msgs) == 0 || !b.keeps {
+		return nil
+	}
+	b.activity.Add(1)
+	b.mu.Lock()
+	g := b.pending
+	if g == nil {
+		g = &writeGroup{done: make(chan struct{}), promote: make(chan struct{}, 1)}
+		b.pending = g
+	}
+	g.add(msgs)
+	b.depth.Add(int64(len(msgs)))
+	if b.writing {
+		b.mu.Unlock()
+		select {
+		case <-g.done:
+			return g.err
+		case <-g.promote:
+			// The previous writer is done and chose this Put to write g.
+			b.mu.Lock()
+		}
+	}
+	b.writing = true
+	b.pending = nil
+	b.mu.Unlock()
+
+	b.write(g)
+
+	b.mu.Lock()
+	if b.pending != nil {
+		b.pending.promote <- struct{}{} // buffered; sent once per group
+	} else {
+		b.writing = false
+	}
+	b.mu.Unlock()
+	return g.err
+}
+
+// add encodes msgs into the group's records. b.mu must be held.
+func (g *writeGroup) add(msgs []*protocol.Message) {
+	last := len(g.records) - 1
+	for _, m := range msgs {
+		size := m.EncodedSize()
+		if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
+			buf := recordPool.Get().(*[]byte)
+			g.records = append(g.records, BeginRecord((*buf)[:0]))
+			g.counts = append(g.counts, 0)
+			last++
+		}
+		rec := AppendEntry(g.records[last], size)
+		g.records[last] = protocol.AppendMessage(rec, m)
+		g.counts[last]++
+	}
+}
+
+// write puts the group's records to the queue, then wakes its members.
+func (b *Backlog) write(g *writeGroup) {
+	for i, rec := range g.records {
+		if g.err == nil {
+			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
+				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
+			}
+		}
+		if g.err != nil {
+			b.depth.Add(-int64(g.counts[i]))
+		}
+		recordPool.Put(&rec)
+	}
+	g.records = nil
+	close(g.done)
+}
+
+// ReadChan delivers the queue's records, oldest first; pass each to Take.
+func (b *Backlog) ReadChan() <-chan []byte { return b.queue.ReadChan() }
+
+// Take decodes a record received from ReadChan, appends its messages to
+// dst and takes them off the depth. A damaged record is logged, counted
+// and skipped: none of its messages are returned. Message bodies alias
+// rec.
+func (b *Backlog) Take(rec []byte, dst []protocol.Message) []protocol.Message {
+	b.activity.Add(1)
+	var entries [8][]byte
+	list, err := DecodeRecord(rec, entries[:0])
+	start := len(dst)
+	if err == nil {
+		for _, e := range list {
+			m, merr := protocol.DecodeMessage(e)
+			if merr != nil {
+				err = fmt.Errorf("%w: %w", ErrDamagedRecord, merr)
+				dst = dst[:start]
+				break
+			}
+			dst = append(dst, m)
+		}
+	}
+	if err != nil {
+		b.depth.Add(-min(max(recordEntryCount(rec), 1), max(b.depth.Load(), 0)))
+		n := b.damagedRecords.Add(1)
+		b.logger.Error("skipped a damaged disk-queue record", "err", err, "bytes", len(rec), "damaged_records", n)
+		b.markSuspect()
+		return dst
+	}
+	b.depth.Add(-int64(len(dst) - start))
+	return dst
+}
+
+// Depth is the number of messages in the queue.
+func (b *Backlog) Depth() int64 { return max(b.depth.Load(), 0) }
+
+// Damaged reports how many damaged records were skipped and how many
+// files were set aside as unreadable since the backlog opened.
+func (b *Backlog) Damaged() (records, files int64) {
+	return b.damagedRecords.Load(), b.damagedFiles.Load()
+}
+
+// badFile hears from the queue that it set a damaged file aside.
+func (b *Backlog) badFile() {
+	n := b.damagedFiles.Add(1)
+	b.logger.Error("set aside a damaged disk-queue file", "damaged_files", n)
+	b.markSuspect()
+}
+
+// markSuspect starts a watch that sets the count to zero once the queue
+// is seen empty and idle: damaged records may have held more or fewer
+// messages than their headers say, and a record read before an Empty
+// is taken after it.
+func (b *Backlog) markSuspect() {
+	b.suspect.Store(true)
+	if b.reconciling.Swap(true) {
+		return
+	}
+	go b.reconcile()
+}
+
+func (b *Backlog) reconcile() {
+	defer b.reconciling.Store(false)
+	ticker := time.NewTicker(reconcileEvery)
+	defer ticker.Stop()
+	lastActivity := b.activity.Load()
+	for b.suspect.Load() {
+		select {
+		case <-ticker.C:
+		case <-b.closed:
+			return
+		}
+		activity, depth := b.activity.Load(), b.depth.Load()
+		idle := activity == lastActivity
+		lastActivity = activity
+		if !idle || b.queue.Depth() != 0 || b.activity.Load() != activity {
+			continue
+		}
+		if depth != 0 && b.depth.CompareAndSwap(depth, 0) {
+			b.logger.Warn("disk queue is empty; corrected its message count", "was", depth)
+		}
+		b.suspect.Store(false)
+	}
+}
+
+// Empty removes every message from the queue.
+func (b *Backlog) Empty() error {
+	err := b.queue.Empty()
+	b.depth.Store(0)
+	b.markSuspect()
+	return err
+}
+
+// Close syncs and closes the queue, keeping its files. Only the first
+// Close or Delete acts; later ones return nil.
+func (b *Backlog) Close() error { return b.finish(b.queue.Close) }
+
+// Delete closes the queue and removes its files.
+func (b *Backlog) Delete() error {
+	return b.finish(func() error {
+		b.depth.Store(0)
+		return b.queue.Delete()
+	})
+}
+
+func (b *Backlog) finish(end func() error) error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		err = end()
+	})
+	return err
+}

@@ -1,0 +1,306 @@
+package diskqueue
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"wren/protocol"
+)
+
+// backlogOptions are the options the broker uses, for a queue in dir.
+func backlogOptions(t *testing.T, dir string) Options {
+	o := testOptions(t, dir)
+	o.MinRecordSize = protocol.MessageHeaderSize
+	o.MaxRecordSize = MaxRecordSize(1 << 20)
+	o.MaxBytesPerFile = 8 << 20
+	return o
+}
+
+func openBacklog(t *testing.T, o Options) *Backlog {
+	t.Helper()
+	b := OpenBacklog(o)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func messages(from, to int) []*protocol.Message {
+	var out []*protocol.Message
+	for i := from; i < to; i++ {
+		out = append(out, testMessage(i))
+	}
+	return out
+}
+
+// takeN reads records until n messages have come, and checks they are
+// messages from..from+n in order.
+func takeN(t *testing.T, b *Backlog, from, n int) {
+	t.Helper()
+	var got []protocol.Message
+	for len(got) < n {
+		select {
+		case rec := <-b.ReadChan():
+			got = b.Take(rec, got)
+		case <-time.After(waitTimeout):
+			t.Fatalf("have %d of %d messages after %s", len(got), n, waitTimeout)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("took %d messages, want %d", len(got), n)
+	}
+	for i, m := range got {
+		want := testMessage(from + i)
+		if m.ID != want.ID || m.Timestamp != want.Timestamp || m.Attempts != want.Attempts || !bytes.Equal(m.Body, want.Body) {
+			t.Fatalf("message %d = %+v, want %+v", i, m, *want)
+		}
+	}
+}
+
+func wantBacklogDepth(t *testing.T, b *Backlog, want int64) {
+	t.Helper()
+	if got := b.Depth(); got != want {
+		t.Fatalf("Depth() = %d, want %d", got, want)
+	}
+}
+
+func TestBacklogPutTake(t *testing.T) {
+	b := openBacklog(t, backlogOptions(t, t.TempDir()))
+	if err := b.Put(messages(0, 200)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(messages(200, 201)); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, b, 201)
+	takeN(t, b, 0, 201)
+	wantBacklogDepth(t, b, 0)
+}
+
+// Puts from many goroutines at once are written in groups; every message
+// arrives once and each Put returns only when its messages are in the
+// queue.
+func TestBacklogGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	b := openBacklog(t, backlogOptions(t, dir))
+	const writers, puts, perPut = 8, 50, 3
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := 0; p < puts; p++ {
+				if err := b.Put(messages(0, perPut)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	const total = writers * puts * perPut
+	wantBacklogDepth(t, b, total)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened, the count comes from the files.
+	b = openBacklog(t, backlogOptions(t, dir))
+	wantBacklogDepth(t, b, total)
+	var got []protocol.Message
+	records := 0
+	for len(got) < total {
+		select {
+		case rec := <-b.ReadChan():
+			records++
+			got = b.Take(rec, got)
+		case <-time.After(waitTimeout):
+			t.Fatalf("have %d of %d messages", len(got), total)
+		}
+	}
+	if records > writers*puts {
+		t.Fatalf("%d records for %d Puts", records, writers*puts)
+	}
+	wantBacklogDepth(t, b, 0)
+}
+
+// A message larger than RecordTarget gets a record of its own, and the
+// queue's record size limit admits it.
+func TestBacklogLargeMessage(t *testing.T) {
+	b := openBacklog(t, backlogOptions(t, t.TempDir()))
+	big := testMessage(1)
+	big.Body = bytes.Repeat([]byte("0123456789abcdef"), (1<<20)/16)
+	msgs := []*protocol.Message{testMessage(0), big, testMessage(2)}
+	if err := b.Put(msgs); err != nil {
+		t.Fatal(err)
+	}
+	var got []protocol.Message
+	for len(got) < 3 {
+		got = b.Take(<-b.ReadChan(), got)
+	}
+	if !bytes.Equal(got[1].Body, big.Body) || got[2].ID != msgs[2].ID {
+		t.Fatal("messages around a large one came back wrong")
+	}
+}
+
+// Records that nsqd v1.3.0 wrote (one message each, no batch header) are
+// counted on open and read as single messages, before and after wren's
+// own batches in the same queue.
+func TestBacklogReadsNSQDRecords(t *testing.T) {
+	dir := t.TempDir()
+	o := backlogOptions(t, dir)
+	q := Open(o)
+	for i := 0; i < 5; i++ {
+		if err := q.Put(protocol.AppendMessage(nil, testMessage(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := openBacklog(t, o)
+	wantBacklogDepth(t, b, 5)
+	if err := b.Put(messages(5, 10)); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, b, 10)
+	takeN(t, b, 0, 10)
+}
+
+// A damaged batch record is skipped, counted and logged; the records
+// around it are delivered, and the depth settles at zero once the queue
+// is empty.
+func TestBacklogSkipsDamagedRecord(t *testing.T) {
+	dir := t.TempDir()
+	o := backlogOptions(t, dir)
+	b := OpenBacklog(o)
+	for i := 0; i < 3; i++ {
+		if err := b.Put(messages(i*10, i*10+10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage one byte of the second record's last message body.
+	path := segmentPath(o, 0)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordLen := len(data) / 3
+	data[2*recordLen-2] ^= 0x20
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	b = openBacklog(t, o)
+	wantBacklogDepth(t, b, 30)
+	takeN(t, b, 0, 10)
+	var got []protocol.Message
+	for len(got) < 10 {
+		got = b.Take(<-b.ReadChan(), got)
+	}
+	if got[0].ID != testMessage(20).ID {
+		t.Fatalf("after the damaged record got %s, want %s", got[0].ID[:], testMessage(20).ID[:])
+	}
+	if records, files := b.Damaged(); records != 1 || files != 0 {
+		t.Fatalf("Damaged() = %d records, %d files; want 1, 0", records, files)
+	}
+	wantBacklogDepth(t, b, 0)
+}
+
+// A record size out of bounds makes go-diskqueue set the file aside; the
+// backlog counts the file and its depth settles once the queue is idle.
+func TestBacklogCountsBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	o := backlogOptions(t, dir)
+	o.MaxBytesPerFile = 1 // one record per file
+	b := OpenBacklog(o)
+	for i := 0; i < 3; i++ {
+		if err := b.Put(messages(i*4, i*4+4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(segmentPath(o, 1), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0x7f, 0xff, 0xff, 0xff}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	b = openBacklog(t, o)
+	wantBacklogDepth(t, b, 8) // the damaged file's record no longer counts
+	takeN(t, b, 0, 4)
+	var got []protocol.Message
+	for len(got) < 4 {
+		got = b.Take(<-b.ReadChan(), got)
+	}
+	if got[0].ID != testMessage(8).ID {
+		t.Fatalf("after the bad file got %s", got[0].ID[:])
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		_, files := b.Damaged()
+		if files == 1 && b.Depth() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("damaged files %d, depth %d; want 1 and 0", files, b.Depth())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBacklogEmptyAndDiscard(t *testing.T) {
+	b := openBacklog(t, backlogOptions(t, t.TempDir()))
+	if err := b.Put(messages(0, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Empty(); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, b, 0)
+	if err := b.Put(messages(7, 9)); err != nil {
+		t.Fatal(err)
+	}
+	takeN(t, b, 7, 2)
+
+	d := NewDiscardBacklog()
+	if err := d.Put(messages(0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, d, 0)
+}
+
+func BenchmarkBacklogPut(b *testing.B) {
+	for _, n := range []int{1, 200} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			o := backlogOptions(&testing.T{}, b.TempDir())
+			o.Logger = nil
+			o.SyncEvery = 1 << 30
+			o.SyncTimeout = time.Hour
+			o.MaxBytesPerFile = 1 << 30
+			q := OpenBacklog(o)
+			defer q.Close()
+			msgs := messages(0, n)
+			for _, m := range msgs {
+				m.Body = bytes.Repeat([]byte{'x'}, 100)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(n * 100))
+			for b.Loop() {
+				if err := q.Put(msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+		})
+	}
+}

@@ -1,0 +1,134 @@
+package diskqueue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// A disk-queue record holds one entry (an nsqd v1.3.0 record: one encoded
+// message) or a batch of entries (a wren record). Every record wren writes
+// is a batch:
+//
+//	offset  size  field
+//	0       4     magic 0xFF 'W' 'R' 'B'
+//	4       4     CRC-32C (Castagnoli) of every byte from offset 8 on
+//	8       1     version, 1
+//	9       1     flags, 0 (a record with unknown flags is refused)
+//	10      2     reserved, 0
+//	12      4     entry count
+//	16      ...   entries: [uint32 size][size bytes], count times
+//
+// All integers are big-endian. An nsqd record starts with its message's
+// int64 timestamp, so its first byte is never 0xFF while timestamps are
+// positive: the first byte tells the two kinds apart, and a damaged nsqd
+// record that happens to start with 0xFF fails the batch checks instead of
+// being delivered.
+const (
+	recordMagic       = "\xffWRB"
+	recordVersion     = 1
+	RecordHeaderSize  = 16
+	EntryHeaderSize   = 4
+	recordCountOffset = 12
+	recordCRCOffset   = 4
+	recordCRCFrom     = 8
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrDamagedRecord is wrapped by every error DecodeRecord returns.
+var ErrDamagedRecord = errors.New("damaged disk-queue record")
+
+// BeginRecord appends an empty batch record's header to dst. Append
+// entries with AppendEntry, then seal the record with FinishRecord.
+func BeginRecord(dst []byte) []byte {
+	var header [RecordHeaderSize]byte
+	copy(header[:], recordMagic)
+	return append(dst, header[:]...)
+}
+
+// AppendEntry appends one entry of size bytes' header to a record begun
+// with BeginRecord; the caller appends the size bytes next.
+func AppendEntry(dst []byte, size int) []byte {
+	return binary.BigEndian.AppendUint32(dst, uint32(size))
+}
+
+// FinishRecord fills in the header of the record that occupies the whole
+// of rec, which holds count entries, and returns rec.
+func FinishRecord(rec []byte, count int) []byte {
+	copy(rec, recordMagic)
+	rec[8], rec[9], rec[10], rec[11] = recordVersion, 0, 0, 0
+	binary.BigEndian.PutUint32(rec[recordCountOffset:], uint32(count))
+	binary.BigEndian.PutUint32(rec[recordCRCOffset:], crc32Of(rec[recordCRCFrom:]))
+	return rec
+}
+
+// IsBatch reports whether rec claims to be a wren batch record.
+func IsBatch(rec []byte) bool { return len(rec) > 0 && rec[0] == recordMagic[0] }
+
+// DecodeRecord appends rec's entries to dst. An nsqd record is one entry,
+// the whole record. A batch record must pass every check (magic, checksum,
+// version, flags, and entries that fill it exactly) or nothing of it is
+// returned. Entries alias rec.
+func DecodeRecord(rec []byte, dst [][]byte) ([][]byte, error) {
+	if !IsBatch(rec) {
+		if len(rec) == 0 {
+			return dst, fmt.Errorf("%w: empty", ErrDamagedRecord)
+		}
+		return append(dst, rec), nil
+	}
+	if len(rec) < RecordHeaderSize {
+		return dst, fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrDamagedRecord, len(rec))
+	}
+	if string(rec[:4]) != recordMagic {
+		return dst, fmt.Errorf("%w: bad magic %q", ErrDamagedRecord, rec[:4])
+	}
+	want := binary.BigEndian.Uint32(rec[recordCRCOffset:])
+	if got := crc32Of(rec[recordCRCFrom:]); got != want {
+		return dst, fmt.Errorf("%w: checksum %08x, want %08x", ErrDamagedRecord, got, want)
+	}
+	if rec[8] != recordVersion {
+		return dst, fmt.Errorf("%w: unknown version %d", ErrDamagedRecord, rec[8])
+	}
+	if rec[9] != 0 || rec[10] != 0 || rec[11] != 0 {
+		return dst, fmt.Errorf("%w: unknown flags %#x", ErrDamagedRecord, rec[9:12])
+	}
+	count := binary.BigEndian.Uint32(rec[recordCountOffset:])
+	rest := rec[RecordHeaderSize:]
+	// Each entry takes at least its header, so a count the bytes cannot
+	// hold is refused before anything is allocated for it.
+	if uint64(count)*EntryHeaderSize > uint64(len(rest)) {
+		return dst, fmt.Errorf("%w: %d entries cannot fit in %d bytes", ErrDamagedRecord, count, len(rest))
+	}
+	start := len(dst)
+	for i := uint32(0); i < count; i++ {
+		if len(rest) < EntryHeaderSize {
+			return dst[:start], fmt.Errorf("%w: entry %d of %d truncated", ErrDamagedRecord, i, count)
+		}
+		size := uint64(binary.BigEndian.Uint32(rest))
+		rest = rest[EntryHeaderSize:]
+		if size > uint64(len(rest)) {
+			return dst[:start], fmt.Errorf("%w: entry %d of %d claims %d bytes, %d left", ErrDamagedRecord, i, count, size, len(rest))
+		}
+		dst = append(dst, rest[:size:size])
+		rest = rest[size:]
+	}
+	if len(rest) != 0 {
+		return dst[:start], fmt.Errorf("%w: %d bytes after the last entry", ErrDamagedRecord, len(rest))
+	}
+	return dst, nil
+}
+
+// recordEntryCount is how many entries rec claims to hold, read from its
+// header without checking it: 1 for an nsqd record. It is used to count a
+// queue's depth when it opens, where reading every byte to check the
+// checksum would cost too much; DecodeRecord checks it all later.
+func recordEntryCount(header []byte) int64 {
+	if !IsBatch(header) || len(header) < RecordHeaderSize {
+		return 1
+	}
+	return int64(binary.BigEndian.Uint32(header[recordCountOffset:]))
+}
+
+func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
