@@ -51,6 +51,9 @@ type client struct {
 	writeDL    time.Time // write deadline currently set
 	writeErr   error
 	unbuffered bool
+	// responsePending says the reader loop wrote responses that are not
+	// flushed yet; they go out before it next waits on the socket.
+	responsePending atomic.Bool
 
 	// Settings are written by the reader during IDENTIFY, before the pump
 	// reads them again (it is woken after); guarded by writeMu for the pump.
@@ -118,6 +121,14 @@ func newClient(id int64, conn net.Conn, settings protocol.ClientSettings, logger
 type deadlineReader struct{ c *client }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
+	if d.c.responsePending.Load() {
+		d.c.writeMu.Lock()
+		err := d.c.flushLocked()
+		d.c.writeMu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
 	if hb := time.Duration(d.c.heartbeatNS.Load()); hb > 0 {
 		_ = d.c.raw.SetReadDeadline(time.Now().Add(2 * hb))
 	} else {
@@ -142,8 +153,29 @@ func (c *client) close(reason string) {
 	})
 }
 
-// writeFrame writes one frame and flushes it; used for responses and
-// errors from the reader loop.
+// writeResponse writes a response to a command without flushing it: the
+// reader flushes before it next waits on the socket, so a read's worth of
+// pipelined commands is answered with one write.
+func (c *client) writeResponse(data []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	c.refreshWriteDeadlineLocked()
+	c.frameBuf = protocol.AppendFrame(c.frameBuf[:0], protocol.FrameTypeResponse, data)
+	if _, err := c.writer.Write(c.frameBuf); err != nil {
+		c.writeErr = err
+		return err
+	}
+	if c.unbuffered {
+		return c.flushLocked()
+	}
+	c.responsePending.Store(true)
+	return nil
+}
+
+// writeFrame writes one frame and flushes it; used for heartbeats.
 func (c *client) writeFrame(frameType int32, data []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -196,6 +228,7 @@ func (c *client) flushLocked() error {
 	if c.writeErr != nil {
 		return c.writeErr
 	}
+	c.responsePending.Store(false)
 	if err := c.writer.Flush(); err != nil {
 		c.writeErr = err
 		return err

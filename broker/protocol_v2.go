@@ -68,7 +68,7 @@ func (b *Broker) readLoop(c *client) error {
 			continue
 		}
 		if resp != nil {
-			if err := c.writeFrame(protocol.FrameTypeResponse, resp); err != nil {
+			if err := c.writeResponse(resp); err != nil {
 				return fmt.Errorf("failed to send response - %w", err)
 			}
 		}

@@ -684,3 +684,27 @@ func TestV2LongLineClosesConnection(t *testing.T) {
 	}
 	expectBrokerServes(t, b)
 }
+
+// Pipelined commands that arrive in one read are answered with one write:
+// the responses to 50 PUBs sent together come back together.
+func TestPipelinedResponsesFlushedOnce(t *testing.T) {
+	b := startTestBroker(t, nil)
+	c := dialRaw(t, b)
+	const n = 50
+	var batch []byte
+	for i := 0; i < n; i++ {
+		batch = append(batch, protocol.AppendCommand(nil, "PUB", []byte("pipelined"), "pipeline")...)
+	}
+	c.sendRaw(t, batch)
+	frame := protocol.AppendFrame(nil, protocol.FrameTypeResponse, protocol.ResponseOK)
+	want := bytes.Repeat(frame, n)
+	got := make([]byte, len(want)+1)
+	_ = c.conn.SetReadDeadline(time.Now().Add(rawReadTimeout))
+	read, err := c.conn.Read(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:read], want) {
+		t.Fatalf("first read returned %d bytes (%d responses), want all %d responses in one", read, read/len(frame), n)
+	}
+}
