@@ -7,6 +7,8 @@
 //	wren nsqd [flags]           the same, under nsqd's name
 //	wren lookup [flags]         run the lookup only
 //	wren nsqlookupd [flags]     the same, under nsqlookupd's name
+//	wren bench MODE [flags]     load-test any NSQ broker (publish, consume,
+//	                            latency) or run a sink that stores nothing
 //	wren version                print the version
 //	wren help                   print the usage
 //
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBroker(rest, stdout, stderr)
 	case "lookup", "nsqlookupd":
 		return runLookup(rest, stdout, stderr)
+	case "bench":
+		return runBench(rest, stdout, stderr)
 	case "version":
 		printVersion(stdout)
 		return 0
@@ -57,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printUsage(stdout)
 		return 0
 	}
-	fmt.Fprintf(stderr, "wren: unknown command %q (want broker, nsqd, lookup, nsqlookupd, version or help)\n", command)
+	fmt.Fprintf(stderr, "wren: unknown command %q (want broker, nsqd, lookup, nsqlookupd, bench, version or help)\n", command)
 	return 2
 }
 

@@ -17,6 +17,7 @@ func printUsage(w io.Writer) {
   wren nsqd [flags]         the same as wren broker
   wren lookup [flags]       run the lookup only, a drop-in for nsqlookupd
   wren nsqlookupd [flags]   the same as wren lookup
+  wren bench MODE [flags]   load-test any NSQ broker, or run a sink (see wren bench help)
   wren version              print the version
   wren help                 print this help
 
