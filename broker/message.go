@@ -140,17 +140,17 @@ func (h *deferredHeap) Pop() any {
 // scans from the tail and is O(1) in practice, and the next timeout is
 // always the head. Guarded by the owning client's mu.
 type inFlight struct {
-	byID       map[protocol.MessageID]*message
+	byID       idTable
 	head, tail *message
 }
 
-func (f *inFlight) len() int { return len(f.byID) }
+func (f *inFlight) len() int { return f.byID.len() }
+
+// get returns the in-flight message with id, or nil.
+func (f *inFlight) get(id protocol.MessageID) *message { return f.byID.get(id) }
 
 func (f *inFlight) add(m *message) {
-	if f.byID == nil {
-		f.byID = make(map[protocol.MessageID]*message)
-	}
-	f.byID[m.ID] = m
+	f.byID.put(m)
 	f.insertByDeadline(m)
 }
 
@@ -190,11 +190,10 @@ func (f *inFlight) unlink(m *message) {
 
 // remove takes the message with id out of flight; nil if it is not there.
 func (f *inFlight) remove(id protocol.MessageID) *message {
-	m, ok := f.byID[id]
-	if !ok {
+	m := f.byID.remove(id)
+	if m == nil {
 		return nil
 	}
-	delete(f.byID, id)
 	f.unlink(m)
 	return m
 }
@@ -212,7 +211,7 @@ func (f *inFlight) expired(now int64, dst []*message) []*message {
 	for f.head != nil && f.head.deadline <= now {
 		m := f.head
 		f.unlink(m)
-		delete(f.byID, m.ID)
+		f.byID.remove(m.ID)
 		dst = append(dst, m)
 	}
 	return dst
@@ -220,14 +219,15 @@ func (f *inFlight) expired(now int64, dst []*message) []*message {
 
 // removeAll empties the set and returns its messages.
 func (f *inFlight) removeAll() []*message {
-	out := make([]*message, 0, len(f.byID))
+	out := make([]*message, 0, f.byID.len())
 	for m := f.head; m != nil; {
 		next := m.next
 		m.prev, m.next = nil, nil
 		out = append(out, m)
 		m = next
 	}
-	f.byID, f.head, f.tail = nil, nil, nil
+	f.byID.clear()
+	f.head, f.tail = nil, nil
 	return out
 }
 

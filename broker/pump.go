@@ -247,8 +247,8 @@ func (c *client) requeue(id protocol.MessageID, delay time.Duration) error {
 func (c *client) touch(id protocol.MessageID, maxMsgTimeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.inFlight.byID[id]
-	if !ok {
+	m := c.inFlight.get(id)
+	if m == nil {
 		c.mu.Unlock()
 		err := errNotInFlight
 		if ch := c.channel.Load(); ch != nil {
@@ -306,7 +306,7 @@ func (ch *Channel) notInFlightError(c *client, id protocol.MessageID) error {
 			continue
 		}
 		other.mu.Lock()
-		_, ok := other.inFlight.byID[id]
+		ok := other.inFlight.get(id) != nil
 		other.mu.Unlock()
 		if ok {
 			return errNotOwner

@@ -181,21 +181,17 @@ func (b *Backlog) ReadChan() <-chan []byte { return b.queue.ReadChan() }
 // rec.
 func (b *Backlog) Take(rec []byte, dst []protocol.Message) []protocol.Message {
 	b.activity.Add(1)
-	var entries [8][]byte
-	list, err := DecodeRecord(rec, entries[:0])
 	start := len(dst)
-	if err == nil {
-		for _, e := range list {
-			m, merr := protocol.DecodeMessage(e)
-			if merr != nil {
-				err = fmt.Errorf("%w: %w", ErrDamagedRecord, merr)
-				dst = dst[:start]
-				break
-			}
-			dst = append(dst, m)
+	err := eachEntry(rec, func(entry []byte) error {
+		m, err := protocol.DecodeMessage(entry)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDamagedRecord, err)
 		}
-	}
+		dst = append(dst, m)
+		return nil
+	})
 	if err != nil {
+		dst = dst[:start]
 		b.depth.Add(-min(max(recordEntryCount(rec), 1), max(b.depth.Load(), 0)))
 		n := b.damagedRecords.Add(1)
 		b.logger.Error("skipped a damaged disk-queue record", "err", err, "bytes", len(rec), "damaged_records", n)

@@ -72,52 +72,68 @@ func IsBatch(rec []byte) bool { return len(rec) > 0 && rec[0] == recordMagic[0] 
 // version, flags, and entries that fill it exactly) or nothing of it is
 // returned. Entries alias rec.
 func DecodeRecord(rec []byte, dst [][]byte) ([][]byte, error) {
+	start := len(dst)
+	err := eachEntry(rec, func(entry []byte) error {
+		dst = append(dst, entry)
+		return nil
+	})
+	if err != nil {
+		return dst[:start], err
+	}
+	return dst, nil
+}
+
+// eachEntry checks rec's header and calls fn for each of its entries in
+// turn. An error from fn, or damage found after some entries, stops it;
+// the caller discards what fn was given.
+func eachEntry(rec []byte, fn func(entry []byte) error) error {
 	if !IsBatch(rec) {
 		if len(rec) == 0 {
-			return dst, fmt.Errorf("%w: empty", ErrDamagedRecord)
+			return fmt.Errorf("%w: empty", ErrDamagedRecord)
 		}
-		return append(dst, rec), nil
+		return fn(rec)
 	}
 	if len(rec) < RecordHeaderSize {
-		return dst, fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrDamagedRecord, len(rec))
+		return fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrDamagedRecord, len(rec))
 	}
 	if string(rec[:4]) != recordMagic {
-		return dst, fmt.Errorf("%w: bad magic %q", ErrDamagedRecord, rec[:4])
+		return fmt.Errorf("%w: bad magic %q", ErrDamagedRecord, rec[:4])
 	}
 	want := binary.BigEndian.Uint32(rec[recordCRCOffset:])
 	if got := crc32Of(rec[recordCRCFrom:]); got != want {
-		return dst, fmt.Errorf("%w: checksum %08x, want %08x", ErrDamagedRecord, got, want)
+		return fmt.Errorf("%w: checksum %08x, want %08x", ErrDamagedRecord, got, want)
 	}
 	if rec[8] != recordVersion {
-		return dst, fmt.Errorf("%w: unknown version %d", ErrDamagedRecord, rec[8])
+		return fmt.Errorf("%w: unknown version %d", ErrDamagedRecord, rec[8])
 	}
 	if rec[9] != 0 || rec[10] != 0 || rec[11] != 0 {
-		return dst, fmt.Errorf("%w: unknown flags %#x", ErrDamagedRecord, rec[9:12])
+		return fmt.Errorf("%w: unknown flags %#x", ErrDamagedRecord, rec[9:12])
 	}
 	count := binary.BigEndian.Uint32(rec[recordCountOffset:])
 	rest := rec[RecordHeaderSize:]
 	// Each entry takes at least its header, so a count the bytes cannot
 	// hold is refused before anything is allocated for it.
 	if uint64(count)*EntryHeaderSize > uint64(len(rest)) {
-		return dst, fmt.Errorf("%w: %d entries cannot fit in %d bytes", ErrDamagedRecord, count, len(rest))
+		return fmt.Errorf("%w: %d entries cannot fit in %d bytes", ErrDamagedRecord, count, len(rest))
 	}
-	start := len(dst)
 	for i := uint32(0); i < count; i++ {
 		if len(rest) < EntryHeaderSize {
-			return dst[:start], fmt.Errorf("%w: entry %d of %d truncated", ErrDamagedRecord, i, count)
+			return fmt.Errorf("%w: entry %d of %d truncated", ErrDamagedRecord, i, count)
 		}
 		size := uint64(binary.BigEndian.Uint32(rest))
 		rest = rest[EntryHeaderSize:]
 		if size > uint64(len(rest)) {
-			return dst[:start], fmt.Errorf("%w: entry %d of %d claims %d bytes, %d left", ErrDamagedRecord, i, count, size, len(rest))
+			return fmt.Errorf("%w: entry %d of %d claims %d bytes, %d left", ErrDamagedRecord, i, count, size, len(rest))
 		}
-		dst = append(dst, rest[:size:size])
+		if err := fn(rest[:size:size]); err != nil {
+			return err
+		}
 		rest = rest[size:]
 	}
 	if len(rest) != 0 {
-		return dst[:start], fmt.Errorf("%w: %d bytes after the last entry", ErrDamagedRecord, len(rest))
+		return fmt.Errorf("%w: %d bytes after the last entry", ErrDamagedRecord, len(rest))
 	}
-	return dst, nil
+	return nil
 }
 
 // recordEntryCount is how many entries rec claims to hold, read from its
