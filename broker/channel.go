@@ -40,7 +40,7 @@ type Channel struct {
 	timer    *time.Timer // fires at deferred[0].due
 	timerAt  int64
 	clients  map[int64]*client
-	waiting  []*client // idle clients to wake on the next put
+	waiting  map[*client]struct{} // idle clients to wake on the next put
 	exiting  bool
 	deleted  bool
 	backend  *diskqueue.Backlog
@@ -71,6 +71,7 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 		cfg:       cfg,
 		logger:    cfg.logger.With("topic", topicName, "channel", name),
 		clients:   make(map[int64]*client),
+		waiting:   make(map[*client]struct{}),
 		hooks:     hooks,
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
@@ -227,11 +228,10 @@ func (c *Channel) fireDeferred() {
 
 // c.mu must be held.
 func (c *Channel) wakeWaitersLocked() {
-	for _, cl := range c.waiting {
-		cl.waiting = false
+	for cl := range c.waiting {
 		cl.wakeUp()
 	}
-	c.waiting = c.waiting[:0]
+	clear(c.waiting)
 }
 
 // pop appends up to n messages to dst, those read from disk first. When
@@ -239,9 +239,8 @@ func (c *Channel) wakeWaitersLocked() {
 func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
 	c.mu.Lock()
 	if c.memory.len() == 0 && c.fromDisk.len() == 0 {
-		if !cl.waiting && !c.exiting {
-			cl.waiting = true
-			c.waiting = append(c.waiting, cl)
+		if !c.exiting {
+			c.waiting[cl] = struct{}{}
 		}
 		c.mu.Unlock()
 		return dst
@@ -276,15 +275,7 @@ func (c *Channel) removeClient(cl *client) {
 		return
 	}
 	delete(c.clients, cl.id)
-	if cl.waiting {
-		for i, w := range c.waiting {
-			if w == cl {
-				c.waiting = append(c.waiting[:i], c.waiting[i+1:]...)
-				break
-			}
-		}
-		cl.waiting = false
-	}
+	delete(c.waiting, cl)
 	last := len(c.clients) == 0 && c.ephemeral && !c.exiting
 	c.mu.Unlock()
 	if last && c.hooks.onLastClient != nil {

@@ -69,7 +69,6 @@ type client struct {
 	state    atomic.Int32
 	rdy      atomic.Int64
 	channel  atomic.Pointer[Channel]
-	waiting  bool // on channel.waiting; guarded by channel.mu
 	wake     chan struct{}
 	exit     chan struct{}
 	exitOnce sync.Once
