@@ -88,11 +88,24 @@ func (c *benchConn) readFrame(tb testing.TB) (int32, []byte) {
 	return int32(binary.BigEndian.Uint32(hdr[4:])), data
 }
 
+// queueModes are the two paths a message can take into a channel: its
+// memory queue, or (with --mem-queue-size=0) its disk queue.
+var queueModes = []struct {
+	name         string
+	memQueueSize int64
+}{{"memory", 1 << 30}, {"disk", 0}}
+
 // BenchmarkMPUBOverTCP measures publishing 200-message MPUBs of 100-byte
 // bodies over one loopback connection, per message, into a channel's
-// memory queue.
+// memory queue or its disk queue.
 func BenchmarkMPUBOverTCP(b *testing.B) {
-	br := startTestBroker(b, func(o *Options) { o.MemQueueSize = 1 << 30 })
+	for _, mode := range queueModes {
+		b.Run(mode.name, func(b *testing.B) { benchmarkMPUBOverTCP(b, mode.memQueueSize) })
+	}
+}
+
+func benchmarkMPUBOverTCP(b *testing.B, memQueueSize int64) {
+	br := startTestBroker(b, func(o *Options) { o.MemQueueSize = memQueueSize })
 	topic, _ := br.Topic("bench")
 	ch, _ := topic.Channel("c")
 	c := dialBenchConn(b, br.TCPAddr())
@@ -118,9 +131,16 @@ func BenchmarkMPUBOverTCP(b *testing.B) {
 
 // BenchmarkMessagePump measures delivery through the client pump: one
 // subscriber with RDY 2500 reading message frames and answering FIN,
-// per message.
+// per message, from the channel's memory queue or from its disk queue
+// (200-message records).
 func BenchmarkMessagePump(b *testing.B) {
-	br := startTestBroker(b, func(o *Options) { o.MemQueueSize = 1 << 30 })
+	for _, mode := range queueModes {
+		b.Run(mode.name, func(b *testing.B) { benchmarkMessagePump(b, mode.memQueueSize) })
+	}
+}
+
+func benchmarkMessagePump(b *testing.B, memQueueSize int64) {
+	br := startTestBroker(b, func(o *Options) { o.MemQueueSize = memQueueSize })
 	topic, _ := br.Topic("bench")
 	if _, err := topic.Channel("c"); err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package diskqueue
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func BenchmarkBacklogPut(b *testing.B) {
 	for _, n := range []int{1, 200} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			o := backlogOptions(&testing.T{}, b.TempDir())
-			o.Logger = nil
+			o.Logger = slog.New(slog.DiscardHandler)
 			o.SyncEvery = 1 << 30
 			o.SyncTimeout = time.Hour
 			o.MaxBytesPerFile = 1 << 30
@@ -302,5 +303,35 @@ func BenchmarkBacklogPut(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
 		})
+	}
+}
+
+// BenchmarkBacklogTake measures reading 200-message records back through
+// go-diskqueue and decoding them, per message.
+func BenchmarkBacklogTake(b *testing.B) {
+	o := backlogOptions(&testing.T{}, b.TempDir())
+	o.Logger = slog.New(slog.DiscardHandler)
+	o.SyncEvery = 1 << 30
+	o.SyncTimeout = time.Hour
+	o.MaxBytesPerFile = 1 << 30
+	q := OpenBacklog(o)
+	defer q.Close()
+	msgs := messages(0, 200)
+	for _, m := range msgs {
+		m.Body = bytes.Repeat([]byte{'x'}, 100)
+	}
+	records := b.N/len(msgs) + 1
+	for i := 0; i < records; i++ {
+		if err := q.Put(msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dst := make([]protocol.Message, 0, len(msgs))
+	b.ReportAllocs()
+	b.SetBytes(100)
+	b.ResetTimer()
+	for got := 0; got < b.N; {
+		dst = q.Take(<-q.ReadChan(), dst[:0])
+		got += len(dst)
 	}
 }
