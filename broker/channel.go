@@ -113,7 +113,6 @@ func (c *Channel) put(msgs []*message) error {
 // requeue returns a message that was in flight: at once to the back of the
 // queue, or after delay.
 func (c *Channel) requeue(m *message, delay time.Duration) {
-	m.owner = nil
 	if delay > 0 {
 		m.due = time.Now().Add(delay).UnixNano()
 	} else {

@@ -13,17 +13,15 @@ import (
 type message struct {
 	protocol.Message
 
-	deliveredAt int64 // Unix ns of the delivery now in flight
-	deadline    int64 // Unix ns when the in-flight delivery times out
-	owner       *client
-	prev, next  *message // in the owner's in-flight list, by deadline
+	deliveredAt int64    // Unix ns of the delivery now in flight
+	deadline    int64    // Unix ns when the in-flight delivery times out
+	prev, next  *message // in the client's in-flight list, by deadline
 
-	due       int64 // Unix ns when a deferred message becomes ready
-	heapIndex int   // position in a deferred heap, -1 when not in one
+	due int64 // Unix ns when a deferred message becomes ready
 }
 
 func newMessage(id protocol.MessageID, ts int64, body []byte) *message {
-	return &message{Message: protocol.Message{ID: id, Timestamp: ts, Body: body}, heapIndex: -1}
+	return &message{Message: protocol.Message{ID: id, Timestamp: ts, Body: body}}
 }
 
 // fromWire wraps messages read from a disk queue, with one allocation
@@ -32,7 +30,7 @@ func fromWire(wire []protocol.Message) []*message {
 	backing := make([]message, len(wire))
 	out := make([]*message, len(wire))
 	for i := range wire {
-		backing[i] = message{Message: wire[i], heapIndex: -1}
+		backing[i] = message{Message: wire[i]}
 		out[i] = &backing[i]
 	}
 	return out
@@ -50,19 +48,39 @@ func wireMessages(msgs []*message) []*protocol.Message {
 	return out
 }
 
-// messageQueue is a FIFO ring of messages. Not safe for concurrent use.
+// messageQueue is a FIFO of messages kept in fixed-size blocks: pushing
+// never copies what is queued (a ring that doubles copied every pointer,
+// and held up to twice the room it needed), and a block is let go as soon
+// as its last message is popped. Not safe for concurrent use.
 type messageQueue struct {
-	buf        []*message
-	head, size int
+	head, tail *queueBlock
+	first      int // index of the next message to pop in head
+	size       int
+}
+
+// queueBlockSize is how many messages one block holds: 2 KiB of pointers.
+const queueBlockSize = 256
+
+type queueBlock struct {
+	msgs [queueBlockSize]*message
+	n    int // slots filled
+	next *queueBlock
 }
 
 func (q *messageQueue) len() int { return q.size }
 
 func (q *messageQueue) push(m *message) {
-	if q.size == len(q.buf) {
-		q.grow()
+	if q.tail == nil || q.tail.n == queueBlockSize {
+		b := &queueBlock{}
+		if q.tail == nil {
+			q.head, q.first = b, 0
+		} else {
+			q.tail.next = b
+		}
+		q.tail = b
 	}
-	q.buf[(q.head+q.size)%len(q.buf)] = m
+	q.tail.msgs[q.tail.n] = m
+	q.tail.n++
 	q.size++
 }
 
@@ -70,12 +88,18 @@ func (q *messageQueue) pop() *message {
 	if q.size == 0 {
 		return nil
 	}
-	m := q.buf[q.head]
-	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
+	b := q.head
+	m := b.msgs[q.first]
+	b.msgs[q.first] = nil
+	q.first++
 	q.size--
-	if q.size == 0 {
-		q.head = 0
+	if q.first == b.n && (b.n == queueBlockSize || q.size == 0) {
+		// The block is used up: let it go (or, being the last one, reuse it).
+		if b.next == nil {
+			b.n, q.first = 0, 0
+		} else {
+			q.head, q.first = b.next, 0
+		}
 	}
 	return m
 }
@@ -92,20 +116,8 @@ func (q *messageQueue) popInto(dst []*message, n int) []*message {
 func (q *messageQueue) drain() []*message {
 	out := make([]*message, 0, q.size)
 	out = q.popInto(out, q.size)
-	q.buf, q.head = nil, 0
+	q.head, q.tail, q.first = nil, nil, 0
 	return out
-}
-
-func (q *messageQueue) grow() {
-	n := len(q.buf) * 2
-	if n < 16 {
-		n = 16
-	}
-	buf := make([]*message, n)
-	for i := 0; i < q.size; i++ {
-		buf[i] = q.buf[(q.head+i)%len(q.buf)]
-	}
-	q.buf, q.head = buf, 0
 }
 
 // deferredHeap orders deferred messages by due time. Not safe for
@@ -114,22 +126,13 @@ type deferredHeap []*message
 
 func (h deferredHeap) Len() int           { return len(h) }
 func (h deferredHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h deferredHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex = i
-	h[j].heapIndex = j
-}
-func (h *deferredHeap) Push(x any) {
-	m := x.(*message)
-	m.heapIndex = len(*h)
-	*h = append(*h, m)
-}
+func (h deferredHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deferredHeap) Push(x any)        { *h = append(*h, x.(*message)) }
 func (h *deferredHeap) Pop() any {
 	old := *h
 	n := len(old)
 	m := old[n-1]
 	old[n-1] = nil
-	m.heapIndex = -1
 	*h = old[:n-1]
 	return m
 }

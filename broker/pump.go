@@ -148,7 +148,6 @@ func (c *client) sendMessages(ch *Channel, msgs []*message) error {
 		m.Attempts++
 		m.deliveredAt = now
 		m.deadline = deadline
-		m.owner = c
 		sent = append(sent, m)
 	}
 	if len(sent) == 0 {

@@ -178,7 +178,7 @@ func decodeRecord(rec []byte) (*message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &message{Message: pm, heapIndex: -1}, nil
+	return &message{Message: pm}, nil
 }
 
 func removeDeferredFile(dataPath, name string) {

@@ -91,7 +91,6 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 		m := &backing[i]
 		m.Message = protocol.Message{ID: t.ids.Next(now), Timestamp: now, Body: body}
 		m.due = due
-		m.heapIndex = -1
 		msgs[i] = m
 		size += uint64(len(body))
 	}
@@ -148,7 +147,7 @@ func (t *Topic) fanOutLocked(msgs []*message) error {
 			batch = make([]*message, len(msgs))
 			copies := make([]message, len(msgs))
 			for j, m := range msgs {
-				copies[j] = message{Message: m.Message, due: m.due, heapIndex: -1}
+				copies[j] = message{Message: m.Message, due: m.due}
 				batch[j] = &copies[j]
 			}
 		}
