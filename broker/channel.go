@@ -110,6 +110,33 @@ func (c *Channel) put(msgs []*message) error {
 	return c.writeToBackend(overflow)
 }
 
+// putNew queues the messages of a publish, given as they go on the wire:
+// the ones that fit in memory (all of them when deferred) get a message
+// of their own, the rest go to disk as they are. wire is the caller's.
+func (c *Channel) putNew(wire []protocol.Message, due int64) error {
+	c.mu.Lock()
+	if c.exiting {
+		c.mu.Unlock()
+		return errExiting
+	}
+	inMemory := len(wire)
+	if due == 0 {
+		inMemory = roomFor(len(wire), c.cfg.memQueueSize, c.memory.len())
+	}
+	backing := newMessages(wire[:inMemory], due)
+	for i := range backing {
+		if due > 0 {
+			c.pushDeferredLocked(&backing[i])
+		} else {
+			c.memory.push(&backing[i])
+		}
+	}
+	c.messageCount.Add(uint64(len(wire)))
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	return c.writeWireToBackend(wire[inMemory:])
+}
+
 // requeue returns a message that was in flight: at once to the back of the
 // queue, or after delay.
 func (c *Channel) requeue(m *message, delay time.Duration) {
@@ -144,10 +171,14 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 
 // writeToBackend writes msgs to the disk queue as one batch.
 func (c *Channel) writeToBackend(msgs []*message) error {
-	if len(msgs) == 0 {
+	return c.writeWireToBackend(wireMessages(msgs))
+}
+
+func (c *Channel) writeWireToBackend(wire []protocol.Message) error {
+	if len(wire) == 0 {
 		return nil
 	}
-	if err := c.backend.Put(wireMessages(msgs)); err != nil {
+	if err := c.backend.Put(wire); err != nil {
 		c.cfg.setHealth(err)
 		return err
 	}

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"sync"
+
 	"wren/protocol"
 )
 
@@ -37,15 +39,43 @@ func fromWire(wire []protocol.Message) []*message {
 }
 
 // wireMessages is what a disk queue stores of msgs.
-func wireMessages(msgs []*message) []*protocol.Message {
+func wireMessages(msgs []*message) []protocol.Message {
 	if len(msgs) == 0 {
 		return nil
 	}
-	out := make([]*protocol.Message, len(msgs))
+	out := make([]protocol.Message, len(msgs))
 	for i, m := range msgs {
-		out[i] = &m.Message
+		out[i] = m.Message
 	}
 	return out
+}
+
+// wirePool holds the scratch a publish builds its messages in: only the
+// messages that stay in memory get a message of their own, so a batch
+// that goes to disk allocates none.
+var wirePool = sync.Pool{New: func() any { return new([]protocol.Message) }}
+
+func getWire(n int) *[]protocol.Message {
+	w := wirePool.Get().(*[]protocol.Message)
+	if cap(*w) < n {
+		*w = make([]protocol.Message, n)
+	}
+	*w = (*w)[:n]
+	return w
+}
+
+func putWire(w *[]protocol.Message) {
+	clear(*w) // drop the references to the bodies
+	wirePool.Put(w)
+}
+
+// newMessages makes messages of wire, due at due, with one allocation.
+func newMessages(wire []protocol.Message, due int64) []message {
+	backing := make([]message, len(wire))
+	for i := range wire {
+		backing[i] = message{Message: wire[i], due: due}
+	}
+	return backing
 }
 
 // messageQueue is a FIFO of messages kept in fixed-size blocks: pushing

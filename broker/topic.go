@@ -83,15 +83,13 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 	if delay > 0 {
 		due = now + int64(delay)
 	}
-	msgs := make([]*message, len(bodies))
-	backing := make([]message, len(bodies))
+	scratch := getWire(len(bodies))
+	defer putWire(scratch)
+	wire := *scratch
 	var size uint64
 	t.idMu.Lock()
 	for i, body := range bodies {
-		m := &backing[i]
-		m.Message = protocol.Message{ID: t.ids.Next(now), Timestamp: now, Body: body}
-		m.due = due
-		msgs[i] = m
+		wire[i] = protocol.Message{ID: t.ids.Next(now), Timestamp: now, Body: body}
 		size += uint64(len(body))
 	}
 	t.idMu.Unlock()
@@ -102,10 +100,10 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 		return errExiting
 	}
 	if !t.paused && !t.holdForInit && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
-		err := t.fanOutLocked(msgs)
+		err := t.fanOutNewLocked(wire, due)
 		t.mu.RUnlock()
 		if err == nil {
-			t.messageCount.Add(uint64(len(msgs)))
+			t.messageCount.Add(uint64(len(wire)))
 			t.messageBytes.Add(size)
 		}
 		return err
@@ -117,28 +115,47 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 		t.mu.Unlock()
 		return errExiting
 	}
-	var overflow []*message
-	for _, m := range msgs {
-		// Deferred messages stay in memory so their delay is never lost.
-		if m.due > 0 || int64(t.memory.len()) < t.cfg.memQueueSize {
-			t.memory.push(m)
-		} else {
-			overflow = append(overflow, m)
-		}
+	// Deferred messages stay in memory so their delay is never lost.
+	inMemory := len(wire)
+	if due == 0 {
+		inMemory = roomFor(len(wire), t.cfg.memQueueSize, t.memory.len())
+	}
+	backing := newMessages(wire[:inMemory], due)
+	for i := range backing {
+		t.memory.push(&backing[i])
 	}
 	t.mu.Unlock()
 	t.wakePump()
-	if err := t.backend.Put(wireMessages(overflow)); err != nil {
+	if err := t.backend.Put(wire[inMemory:]); err != nil {
 		t.cfg.setHealth(err)
 		return err
 	}
-	t.messageCount.Add(uint64(len(msgs)))
+	t.messageCount.Add(uint64(len(wire)))
 	t.messageBytes.Add(size)
 	return nil
 }
 
-// fanOutLocked gives each channel its own copy of msgs; the first channel
-// takes the originals. t.mu must be held (read or write).
+// roomFor is how many of n messages fit in a memory queue of size limit
+// that holds queued already.
+func roomFor(n int, limit int64, queued int) int {
+	return int(min(max(limit-int64(queued), 0), int64(n)))
+}
+
+// fanOutNewLocked gives each channel the messages of a publish. t.mu must
+// be held (read or write).
+func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) error {
+	var errs []error
+	for _, ch := range t.channelList {
+		if err := ch.putNew(wire, due); err != nil && !errors.Is(err, errExiting) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fanOutLocked gives each channel its own copy of msgs from the topic's
+// backlog; the first channel takes the originals. t.mu must be held (read
+// or write).
 func (t *Topic) fanOutLocked(msgs []*message) error {
 	var errs []error
 	for i, ch := range t.channelList {

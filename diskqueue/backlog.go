@@ -99,7 +99,7 @@ func newBacklog(name string, logger *slog.Logger, keeps bool) *Backlog {
 
 // Put writes msgs to the queue and returns once they are there (or have
 // failed to get there).
-func (b *Backlog) Put(msgs []*protocol.Message) error {
+func (b *Backlog) Put(msgs []protocol.Message) error {
 	if len(msgs) == 0 || !b.keeps {
 		return nil
 	}
@@ -139,9 +139,10 @@ func (b *Backlog) Put(msgs []*protocol.Message) error {
 }
 
 // add encodes msgs into the group's records. b.mu must be held.
-func (g *writeGroup) add(msgs []*protocol.Message) {
+func (g *writeGroup) add(msgs []protocol.Message) {
 	last := len(g.records) - 1
-	for _, m := range msgs {
+	for i := range msgs {
+		m := &msgs[i]
 		size := m.EncodedSize()
 		if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
 			buf := recordPool.Get().(*[]byte)

@@ -28,10 +28,10 @@ func openBacklog(t *testing.T, o Options) *Backlog {
 	return b
 }
 
-func messages(from, to int) []*protocol.Message {
-	var out []*protocol.Message
+func messages(from, to int) []protocol.Message {
+	var out []protocol.Message
 	for i := from; i < to; i++ {
-		out = append(out, testMessage(i))
+		out = append(out, *testMessage(i))
 	}
 	return out
 }
@@ -132,7 +132,7 @@ func TestBacklogLargeMessage(t *testing.T) {
 	b := openBacklog(t, backlogOptions(t, t.TempDir()))
 	big := testMessage(1)
 	big.Body = bytes.Repeat([]byte("0123456789abcdef"), (1<<20)/16)
-	msgs := []*protocol.Message{testMessage(0), big, testMessage(2)}
+	msgs := []protocol.Message{*testMessage(0), *big, *testMessage(2)}
 	if err := b.Put(msgs); err != nil {
 		t.Fatal(err)
 	}
@@ -291,8 +291,8 @@ func BenchmarkBacklogPut(b *testing.B) {
 			q := OpenBacklog(o)
 			defer q.Close()
 			msgs := messages(0, n)
-			for _, m := range msgs {
-				m.Body = bytes.Repeat([]byte{'x'}, 100)
+			for i := range msgs {
+				msgs[i].Body = bytes.Repeat([]byte{'x'}, 100)
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(n * 100))
@@ -317,8 +317,8 @@ func BenchmarkBacklogTake(b *testing.B) {
 	q := OpenBacklog(o)
 	defer q.Close()
 	msgs := messages(0, 200)
-	for _, m := range msgs {
-		m.Body = bytes.Repeat([]byte{'x'}, 100)
+	for i := range msgs {
+		msgs[i].Body = bytes.Repeat([]byte{'x'}, 100)
 	}
 	records := b.N/len(msgs) + 1
 	for i := 0; i < records; i++ {
