@@ -27,12 +27,14 @@ func post(t *testing.T, addr, path string, query url.Values) {
 }
 
 // TestKillKeepsAcceptedMessages kills wren with SIGKILL right after it
-// accepted 50 messages for a channel nobody consumes. With
-// --mem-queue-size=0 every message goes to disk before PUB answers OK, and
-// with --sync-every=1 each write is followed by a metadata sync, so every
-// accepted message must come back after a restart on the same data path.
+// accepted 50 PUBs and 5 MPUBs of 20 (one batch record each) for a
+// channel nobody consumes. With --mem-queue-size=0 every message goes to
+// disk before PUB or MPUB answers OK, and with --sync-every=1 each write
+// is followed by a metadata sync, so every accepted message must come back
+// after a restart on the same data path.
 func TestKillKeepsAcceptedMessages(t *testing.T) {
-	const topic, channel, count = "crash", "survivor", 50
+	const topic, channel, pubs, mpubs, perMPUB = "crash", "survivor", 50, 5, 20
+	const count = pubs + mpubs*perMPUB
 	args := []string{"--mem-queue-size=0", "--sync-every=1"}
 	data := t.TempDir()
 	w := startWren(t, data, args...)
@@ -41,9 +43,18 @@ func TestKillKeepsAcceptedMessages(t *testing.T) {
 	post(t, w.http, "/channel/create", url.Values{"topic": {topic}, "channel": {channel}})
 
 	p := producer(t, w.tcpAddr)
-	for i := 0; i < count; i++ {
-		if err := p.Publish(topic, []byte(fmt.Sprintf("msg-%02d", i))); err != nil {
-			t.Fatalf("publishing msg-%02d: %v", i, err)
+	for i := 0; i < pubs; i++ {
+		if err := p.Publish(topic, []byte(fmt.Sprintf("msg-%03d", i))); err != nil {
+			t.Fatalf("publishing msg-%03d: %v", i, err)
+		}
+	}
+	for batch := 0; batch < mpubs; batch++ {
+		var bodies [][]byte
+		for j := 0; j < perMPUB; j++ {
+			bodies = append(bodies, []byte(fmt.Sprintf("msg-%03d", pubs+batch*perMPUB+j)))
+		}
+		if err := p.MultiPublish(topic, bodies); err != nil {
+			t.Fatalf("MPUB %d: %v", batch, err)
 		}
 	}
 
@@ -70,8 +81,8 @@ func TestKillKeepsAcceptedMessages(t *testing.T) {
 	defer got.mu.Unlock()
 	var missing []string
 	for i := 0; i < count; i++ {
-		if _, ok := got.at[fmt.Sprintf("msg-%02d", i)]; !ok {
-			missing = append(missing, fmt.Sprintf("msg-%02d", i))
+		if _, ok := got.at[fmt.Sprintf("msg-%03d", i)]; !ok {
+			missing = append(missing, fmt.Sprintf("msg-%03d", i))
 		}
 	}
 	if len(missing) > 0 {
