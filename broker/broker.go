@@ -255,21 +255,29 @@ func listenerAddr(l net.Listener) net.Addr {
 
 // handleTCP reads the protocol magic and runs the protocol it names.
 func (b *Broker) handleTCP(conn net.Conn) {
+	if b.readMagic(conn) {
+		b.serveV2(conn)
+	}
+}
+
+// readMagic reads the protocol magic; it answers and closes a connection
+// that does not send V2's.
+func (b *Broker) readMagic(conn net.Conn) bool {
 	_ = conn.SetReadDeadline(time.Now().Add(b.opts.ClientTimeout))
 	magic := make([]byte, 4)
 	if _, err := io.ReadFull(conn, magic); err != nil {
 		b.logger.Debug("failed to read protocol magic", "client", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
-		return
+		return false
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	if string(magic) != protocol.MagicV2 {
 		b.logger.Error("bad protocol magic", "client", conn.RemoteAddr().String(), "magic", string(magic))
 		_, _ = conn.Write(protocol.AppendFrame(nil, protocol.FrameTypeError, []byte(protocol.CodeBadProtocol)))
 		conn.Close()
-		return
+		return false
 	}
-	b.serveV2(conn)
+	return true
 }
 
 func (b *Broker) addClient(c *client) {

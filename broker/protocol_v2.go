@@ -11,18 +11,33 @@ import (
 	"wren/protocol"
 )
 
-// serveV2 runs one V2 connection after its magic has been read: the pump
-// goroutine starts, then this goroutine reads and executes commands until
-// the connection ends, and finally hands in-flight messages back.
+// serveV2 runs one V2 connection after its magic has been read: this
+// goroutine reads and executes commands until the connection ends (the
+// pump starts at SUB), then hands in-flight messages back.
+//
+// The reader goroutine spends an idle connection's life blocked in a read,
+// and the runtime cannot shrink a stack below twice what is in use there,
+// so the frames under that read are kept small: setup and teardown are
+// calls of their own, and readLoop hands each command to execCommand.
 func (b *Broker) serveV2(conn net.Conn) {
+	c := b.openClient(conn)
+	err := b.readLoop(c)
+	b.closeClient(c, err)
+}
+
+// openClient registers a new client and starts its idle heartbeats.
+func (b *Broker) openClient(conn net.Conn) *client {
 	c := newClient(b.nextClientID.Add(1), conn, protocol.DefaultClientSettings(b.identifyLimits), b.logger)
 	b.addClient(c)
-	defer b.removeClient(c)
 	c.logger.Debug("client connected")
+	c.writeMu.Lock()
+	c.startIdleHeartbeatsLocked()
+	c.writeMu.Unlock()
+	return c
+}
 
-	go c.pump()
-
-	err := b.readLoop(c)
+// closeClient ends a client whose reader loop returned err.
+func (b *Broker) closeClient(c *client, err error) {
 	reason := "client closed the connection"
 	if err != nil {
 		reason = err.Error()
@@ -33,46 +48,63 @@ func (b *Broker) serveV2(conn net.Conn) {
 	if err != nil {
 		c.logger.Info("client closed", "reason", *c.reason.Load())
 	}
-	<-c.pumpDone
+	c.waitPump()
 	c.releaseAll()
+	c.releaseBuffers()
+	b.removeClient(c)
 }
 
+// readLoop reads commands until the connection fails or a command is
+// fatal.
 func (b *Broker) readLoop(c *client) error {
-	params := make([][]byte, 0, 4)
+	var paramsArray [4][]byte
+	params := paramsArray[:0]
 	for {
-		cmd, err := protocol.ReadCommand(c.reader, params)
+		line, err := c.reader.readLine()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			select {
-			case <-c.exit:
-				return nil
-			default:
-			}
-			if errors.Is(err, protocol.ErrLineTooLong) {
-				_ = c.writeError(protocol.NewError(protocol.CodeInvalid, "command line too long"))
-			}
-			return fmt.Errorf("failed to read command - %w", err)
+			return c.readFailed(err)
 		}
+		cmd := protocol.ParseCommandLine(line, params)
 		params = cmd.Params
-		resp, perr := b.exec(c, cmd)
-		if perr != nil {
-			c.logger.Debug("command failed", "err", perr)
-			if err := c.writeError(perr); err != nil {
-				return err
-			}
-			if perr.Fatal {
-				return perr
-			}
-			continue
-		}
-		if resp != nil {
-			if err := c.writeResponse(resp); err != nil {
-				return fmt.Errorf("failed to send response - %w", err)
-			}
+		if err := b.execCommand(c, cmd); err != nil {
+			return err
 		}
 	}
+}
+
+// readFailed turns a failed read of a command line into readLoop's
+// result: nil when the client hung up or was closed from elsewhere.
+func (c *client) readFailed(err error) error {
+	if errors.Is(err, io.EOF) || c.isClosing() {
+		return nil
+	}
+	if errors.Is(err, errLineFull) {
+		_ = c.writeError(protocol.NewError(protocol.CodeInvalid, "command line too long"))
+		err = protocol.ErrLineTooLong
+	}
+	return fmt.Errorf("failed to read command - %w", err)
+}
+
+// execCommand executes one command and writes its response or error; an
+// error ends the connection.
+func (b *Broker) execCommand(c *client, cmd protocol.Command) error {
+	resp, perr := b.exec(c, cmd)
+	if perr != nil {
+		c.logger.Debug("command failed", "err", perr)
+		if err := c.writeError(perr); err != nil {
+			return err
+		}
+		if perr.Fatal {
+			return perr
+		}
+		return nil
+	}
+	if resp != nil {
+		if err := c.writeResponse(resp); err != nil {
+			return fmt.Errorf("failed to send response - %w", err)
+		}
+	}
+	return nil
 }
 
 func (b *Broker) exec(c *client, cmd protocol.Command) ([]byte, *protocol.Error) {
@@ -115,7 +147,7 @@ func (b *Broker) exec(c *client, cmd protocol.Command) ([]byte, *protocol.Error)
 // code for a bad size. what names the body in messages ("body" or
 // "message body"); max bounds the size.
 func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.Error) {
-	size, err := protocol.ReadSize(c.reader)
+	size, err := c.reader.readSize()
 	if err != nil {
 		return nil, protocol.Errorf(code, "%s failed to read %s size", cmd, what).Wrap(err)
 	}
@@ -142,7 +174,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewError(protocol.CodeInvalid, "cannot IDENTIFY in current state")
 	}
-	size, err := protocol.ReadSize(c.reader)
+	size, err := c.reader.readSize()
 	if err != nil {
 		return nil, protocol.NewError(protocol.CodeBadBody, "IDENTIFY failed to read body size").Wrap(err)
 	}
@@ -166,10 +198,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	}
 
 	c.writeMu.Lock()
-	defer func() {
-		c.writeMu.Unlock()
-		c.wakeUp() // the pump picks up the new heartbeat interval
-	}()
+	defer c.writeMu.Unlock()
 	// Identity and settings change under writeMu, where /stats reads them.
 	if data.ClientID != "" {
 		c.clientID = data.ClientID
@@ -179,6 +208,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	}
 	c.userAgent = data.UserAgent
 	c.applySettingsLocked(settings)
+	c.startIdleHeartbeatsLocked() // at the new interval; IDENTIFY comes before SUB
 	if !data.FeatureNegotiation {
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
 			return nil, identifyFailed(err)
@@ -245,8 +275,7 @@ func identifyFailed(err error) *protocol.Error {
 // writeResponseLocked writes and flushes a response frame; c.writeMu must
 // be held.
 func (c *client) writeResponseLocked(data []byte) error {
-	c.frameBuf = protocol.AppendFrame(c.frameBuf[:0], protocol.FrameTypeResponse, data)
-	return c.writeAndFlushLocked(c.frameBuf)
+	return c.writeFrameLocked(protocol.FrameTypeResponse, data)
 }
 
 func (b *Broker) auth(c *client, p [][]byte) ([]byte, *protocol.Error) {
@@ -293,7 +322,7 @@ func (b *Broker) sub(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		if err == nil {
 			c.channel.Store(ch)
 			c.state.Store(stateSubscribed)
-			c.wakeUp()
+			c.startPump()
 			return protocol.ResponseOK, nil
 		}
 		if !errors.Is(err, errExiting) {

@@ -38,7 +38,6 @@ func (c *client) pump() {
 	defer timeout.Stop()
 	var timeoutAt int64 // when the timer fires; 0 when not armed
 
-	batch := make([]*message, 0, maxBatch)
 	dirty := false
 
 	for {
@@ -66,7 +65,9 @@ func (c *client) pump() {
 			}
 		}
 		if capacity > 0 {
-			batch = ch.pop(batch[:0], min(capacity, maxBatch), c)
+			batch := c.batchFor(capacity)
+			batch = ch.pop(batch, min(capacity, maxBatch), c)
+			c.batch = batch
 			if len(batch) > 0 {
 				if err := c.sendMessages(ch, batch); err != nil {
 					c.close(err.Error())
@@ -110,6 +111,18 @@ func (c *client) pump() {
 			return
 		}
 	}
+}
+
+// batchFor returns the pump's empty batch slice with room for capacity
+// messages (at most maxBatch): a consumer with a small RDY count never
+// holds a large one, and the pump's stack stays small while it waits.
+func (c *client) batchFor(capacity int) []*message {
+	want := min(capacity, maxBatch)
+	if cap(c.batch) < want {
+		c.batch = make([]*message, 0, want)
+	}
+	clear(c.batch) // drop the references to the last batch's messages
+	return c.batch[:0]
 }
 
 // takeRecord hands the messages of a disk-queue record to the channel,
@@ -164,14 +177,15 @@ func (c *client) sendMessages(ch *Channel, msgs []*message) error {
 
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if c.writeErr != nil {
-		return c.writeErr
+	if err := c.startWriteLocked(); err != nil {
+		return err
 	}
-	c.refreshWriteDeadlineLocked()
 	for _, m := range sent {
-		c.frameBuf = protocol.AppendMessageFrame(c.frameBuf[:0], &m.Message)
-		if _, err := c.writer.Write(c.frameBuf); err != nil {
-			c.writeErr = err
+		out, err := c.reserveLocked(protocol.FrameHeaderSize + m.EncodedSize())
+		if err != nil {
+			return err
+		}
+		if err := c.appendedLocked(protocol.AppendMessageFrame(out, &m.Message)); err != nil {
 			return err
 		}
 		if c.unbuffered {
