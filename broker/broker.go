@@ -286,7 +286,7 @@ func (b *Broker) addClient(c *client) {
 	exiting := b.exiting
 	b.mu.Unlock()
 	if exiting {
-		c.close("broker exiting")
+		c.close(closeBrokerShutdown, nil)
 	}
 }
 
@@ -513,7 +513,7 @@ func (b *Broker) shutdown() error {
 	}
 	b.mu.Unlock()
 	for _, c := range clients {
-		c.close("broker exiting")
+		c.close(closeBrokerShutdown, nil)
 	}
 	b.conns.Wait()
 	b.serving.Wait()

@@ -395,7 +395,7 @@ func (c *Channel) delete() {
 	clients := c.clientsLocked()
 	c.mu.Unlock()
 	for _, cl := range clients {
-		cl.close("channel deleted")
+		cl.close(closeChannelDeleted, nil)
 	}
 	if err := c.backend.Delete(); err != nil {
 		c.logger.Error("deleting channel data", "err", err)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -87,14 +88,14 @@ type client struct {
 	msgTimeoutNS atomic.Int64
 	sampleRate   atomic.Int32
 
-	state    atomic.Int32
-	rdy      atomic.Int64
-	channel  atomic.Pointer[Channel]
-	wake     chan struct{}
-	exit     chan struct{}
-	exitOnce sync.Once
-	pumpDone chan struct{}
-	reason   atomic.Pointer[string]
+	state     atomic.Int32
+	rdy       atomic.Int64
+	channel   atomic.Pointer[Channel]
+	wake      chan struct{}
+	exit      chan struct{}
+	exitOnce  sync.Once
+	pumpDone  chan struct{}
+	closedFor atomic.Int32 // the first close's closeReason; its detail is logged
 
 	diskScratch []protocol.Message // the pump's, for decoding disk records
 	batch       []*message         // the pump's, grown to min(RDY, maxBatch) as needed
@@ -229,7 +230,7 @@ func (c *client) sendIdleHeartbeat() {
 		return
 	}
 	if err := c.writeFrameLocked(protocol.FrameTypeResponse, protocol.ResponseHeartbeat); err != nil {
-		c.close(err.Error())
+		c.close(closeWriteError, err)
 		return
 	}
 	c.startIdleHeartbeatsLocked()
@@ -278,14 +279,27 @@ func (c *client) wakeUp() {
 	}
 }
 
-// close ends the connection once, for the given reason.
-func (c *client) close(reason string) {
+// close ends the connection, once: the first call's reason and err (the
+// failed read or write, the fatal protocol error; nil when there is none)
+// are kept and logged here, at Debug for a client's own quit and at Info
+// otherwise. Later calls do nothing, so a read that fails because the
+// socket was closed for another reason does not replace that reason. Safe
+// from any goroutine, with or without writeMu.
+func (c *client) close(reason closeReason, err error) {
 	c.exitOnce.Do(func() {
-		c.reason.Store(&reason)
+		c.closedFor.Store(int32(reason))
 		close(c.exit)
 		_ = c.raw.Close()
+		if err != nil {
+			c.logger.Log(context.Background(), reason.logLevel(), "client closed", "reason", reason.String(), "err", err)
+		} else {
+			c.logger.Log(context.Background(), reason.logLevel(), "client closed", "reason", reason.String())
+		}
 	})
 }
+
+// closeReason is why the client was closed; closeNone while it is open.
+func (c *client) closeReason() closeReason { return closeReason(c.closedFor.Load()) }
 
 // writeResponse writes a response to a command without flushing it: the
 // reader flushes before it next waits on the socket, so a read's worth of

@@ -3,7 +3,6 @@ package broker
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"time"
@@ -21,8 +20,8 @@ import (
 // calls of their own, and readLoop hands each command to execCommand.
 func (b *Broker) serveV2(conn net.Conn) {
 	c := b.openClient(conn)
-	err := b.readLoop(c)
-	b.closeClient(c, err)
+	reason, err := b.readLoop(c)
+	b.closeClient(c, reason, err)
 }
 
 // openClient registers a new client and starts its idle heartbeats.
@@ -36,18 +35,12 @@ func (b *Broker) openClient(conn net.Conn) *client {
 	return c
 }
 
-// closeClient ends a client whose reader loop returned err.
-func (b *Broker) closeClient(c *client, err error) {
-	reason := "client closed the connection"
-	if err != nil {
-		reason = err.Error()
-	}
-	// A connection closed from elsewhere (channel deleted, broker exiting,
-	// a failed write) keeps that first reason, not the read error it caused.
-	c.close(reason)
-	if err != nil {
-		c.logger.Info("client closed", "reason", *c.reason.Load())
-	}
+// closeClient ends a client whose reader loop stopped for reason. A
+// connection closed from elsewhere first (channel deleted, broker
+// shutdown, a failed write by the pump) keeps that reason, not the read
+// error it caused.
+func (b *Broker) closeClient(c *client, reason closeReason, err error) {
+	c.close(reason, err)
 	c.waitPump()
 	c.releaseAll()
 	c.releaseBuffers()
@@ -55,8 +48,8 @@ func (b *Broker) closeClient(c *client, err error) {
 }
 
 // readLoop reads commands until the connection fails or a command is
-// fatal.
-func (b *Broker) readLoop(c *client) error {
+// fatal, and says why it stopped.
+func (b *Broker) readLoop(c *client) (closeReason, error) {
 	var paramsArray [4][]byte
 	params := paramsArray[:0]
 	for {
@@ -66,45 +59,48 @@ func (b *Broker) readLoop(c *client) error {
 		}
 		cmd := protocol.ParseCommandLine(line, params)
 		params = cmd.Params
-		if err := b.execCommand(c, cmd); err != nil {
-			return err
+		if reason, err := b.execCommand(c, cmd); reason != closeNone {
+			return reason, err
 		}
 	}
 }
 
-// readFailed turns a failed read of a command line into readLoop's
-// result: nil when the client hung up or was closed from elsewhere.
-func (c *client) readFailed(err error) error {
-	if errors.Is(err, io.EOF) || c.isClosing() {
-		return nil
+// readFailed classifies a failed read of a command line.
+func (c *client) readFailed(err error) (closeReason, error) {
+	if errors.Is(err, io.EOF) {
+		return closeClientQuit, nil
 	}
 	if errors.Is(err, errLineFull) {
-		_ = c.writeError(protocol.NewError(protocol.CodeInvalid, "command line too long"))
-		err = protocol.ErrLineTooLong
+		perr := protocol.NewError(protocol.CodeInvalid, "command line too long")
+		_ = c.writeError(perr)
+		return closeProtocolError, perr
 	}
-	return fmt.Errorf("failed to read command - %w", err)
+	return readCloseReason(err), err
 }
 
-// execCommand executes one command and writes its response or error; an
-// error ends the connection.
-func (b *Broker) execCommand(c *client, cmd protocol.Command) error {
+// execCommand executes one command and writes its response or error. It
+// returns closeNone, or why the connection must close.
+func (b *Broker) execCommand(c *client, cmd protocol.Command) (closeReason, error) {
 	resp, perr := b.exec(c, cmd)
 	if perr != nil {
 		c.logger.Debug("command failed", "err", perr)
-		if err := c.writeError(perr); err != nil {
-			return err
+		writeErr := c.writeError(perr)
+		switch {
+		case perr.Fatal && errors.As(perr, new(tlsHandshakeError)):
+			return closeTLSHandshake, perr
+		case perr.Fatal:
+			return closeProtocolError, perr
+		case writeErr != nil:
+			return closeWriteError, writeErr
 		}
-		if perr.Fatal {
-			return perr
-		}
-		return nil
+		return closeNone, nil
 	}
 	if resp != nil {
 		if err := c.writeResponse(resp); err != nil {
-			return fmt.Errorf("failed to send response - %w", err)
+			return closeWriteError, err
 		}
 	}
-	return nil
+	return closeNone, nil
 }
 
 func (b *Broker) exec(c *client, cmd protocol.Command) ([]byte, *protocol.Error) {
@@ -236,7 +232,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if settings.TLS && c.tlsState == nil {
 		c.logger.Info("upgrading connection to TLS")
 		if err := c.upgradeTLS(b.tlsConfig); err != nil {
-			return nil, identifyFailed(err)
+			return nil, identifyFailed(tlsHandshakeError{err})
 		}
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
 			return nil, identifyFailed(err)

@@ -70,7 +70,7 @@ func (c *client) pump() {
 			c.batch = batch
 			if len(batch) > 0 {
 				if err := c.sendMessages(ch, batch); err != nil {
-					c.close(err.Error())
+					c.close(closeWriteError, err)
 					return
 				}
 				dirty = true
@@ -83,7 +83,7 @@ func (c *client) pump() {
 			err := c.flushLocked()
 			c.writeMu.Unlock()
 			if err != nil {
-				c.close(err.Error())
+				c.close(closeWriteError, err)
 				return
 			}
 			dirty = false
@@ -99,7 +99,7 @@ func (c *client) pump() {
 			c.takeRecord(ch, rec)
 		case <-heartbeatC:
 			if err := c.writeFrame(protocol.FrameTypeResponse, protocol.ResponseHeartbeat); err != nil {
-				c.close(err.Error())
+				c.close(closeWriteError, err)
 				return
 			}
 			dirty = false
