@@ -49,6 +49,8 @@ type Backlog struct {
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
 
+	syncer *syncer // nil for a discard backlog
+
 	damagedRecords atomic.Int64
 	damagedFiles   atomic.Int64
 	suspect        atomic.Bool // depth may be off: damage was found or the queue emptied
@@ -72,13 +74,14 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // it.
 func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
-	depth, err := countEntries(o)
+	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
 	}
 	b.depth.Store(depth)
 	o.onBadFile = b.badFile
 	b.queue = Open(o)
+	b.syncer = newSyncer(o, b.logger, writeFile)
 	return b
 }
 
@@ -162,6 +165,8 @@ func (b *Backlog) write(g *writeGroup) {
 		if g.err == nil {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
 				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
+			} else {
+				b.syncer.wrote(g.counts[i])
 			}
 		}
 		if g.err != nil {
@@ -279,6 +284,9 @@ func (b *Backlog) finish(end func() error) error {
 	var err error
 	b.closeOnce.Do(func() {
 		close(b.closed)
+		if b.syncer != nil {
+			b.syncer.stop()
+		}
 		err = end()
 	})
 	return err

@@ -15,17 +15,18 @@ import (
 // them: a record whose size is out of bounds, or that is cut short, ends
 // its file. Only each record's size and header are read; the checksums
 // are checked as records are taken.
-func countEntries(o Options) (int64, error) {
+// It also returns the number of the file being written.
+func countEntries(o Options) (count, writeFile int64, err error) {
 	data, err := os.ReadFile(metadataPath(o))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var depth, readFile, readPos, writeFile, writePos int64
+	var depth, readFile, readPos, writePos int64
 	if _, err := fmt.Sscanf(string(data), "%d\n%d,%d\n%d,%d\n", &depth, &readFile, &readPos, &writeFile, &writePos); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", metadataPath(o), err)
+		return 0, 0, fmt.Errorf("reading %s: %w", metadataPath(o), err)
 	}
 	var total int64
 	for n := readFile; n <= writeFile; n++ {
@@ -36,10 +37,10 @@ func countEntries(o Options) (int64, error) {
 		count, err := countFileEntries(o, segmentPath(o, n), from)
 		total += count
 		if err != nil {
-			return total, err
+			return total, writeFile, err
 		}
 	}
-	return total, nil
+	return total, writeFile, nil
 }
 
 func segmentPath(o Options, n int64) string {

@@ -1,0 +1,58 @@
+package diskqueue
+
+import (
+	"log/slog"
+	"os"
+	"testing"
+)
+
+// An fsync is asked for once every SyncEvery messages, counted across
+// writes of any batch size, and asking twice before it runs asks once.
+func TestSyncerCountsMessages(t *testing.T) {
+	s := &syncer{every: 2500, kick: make(chan struct{}, 1)}
+	kicked := func() bool {
+		select {
+		case <-s.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	s.wrote(200)
+	s.wrote(2299)
+	if kicked() {
+		t.Fatal("fsync asked for after 2,499 messages")
+	}
+	s.wrote(1)
+	if !kicked() {
+		t.Fatal("no fsync asked for after 2,500 messages")
+	}
+	s.wrote(5000)
+	s.wrote(5000)
+	if !kicked() || kicked() {
+		t.Fatal("two thresholds crossed before an fsync ran should ask for one")
+	}
+}
+
+// The syncer fsyncs the newest data file: go-diskqueue has synced the
+// ones before it when it moved on.
+func TestSyncerFindsNewestFile(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Name: queueName, DataPath: dir}
+	s := &syncer{o: o, logger: slog.Default()}
+	if err := s.sync(); err != nil || s.file != nil {
+		t.Fatalf("with no files: err %v, file %v", err, s.file)
+	}
+	for _, n := range []int{0, 1, 2} {
+		if err := os.WriteFile(segmentFile(dir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.file.Close()
+	if s.fileNum != 2 || s.file.Name() != segmentFile(dir, 2) {
+		t.Fatalf("synced file %d (%s), want 2", s.fileNum, s.file.Name())
+	}
+}
