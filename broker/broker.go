@@ -33,12 +33,12 @@ var ErrBrokerClosed = errors.New("broker closed")
 // Lock order: Broker.mu, then Topic.mu, then Channel.mu, then client.mu;
 // client.writeMu is never held while taking any of the others.
 type Broker struct {
-	opts           *Options
-	logger         *slog.Logger
-	identifyLimits protocol.IdentifyLimits
-	queues         *queueConfig
-	tlsConfig      *tls.Config
-	startTime      time.Time
+	opts      *Options
+	logger    *slog.Logger
+	v2        *v2Config
+	queues    *queueConfig
+	tlsConfig *tls.Config
+	startTime time.Time
 
 	mu      sync.RWMutex
 	topics  map[string]*Topic
@@ -84,7 +84,7 @@ func New(opts *Options) (*Broker, error) {
 		topics:  make(map[string]*Topic),
 		clients: make(map[int64]*client),
 	}
-	b.identifyLimits = protocol.IdentifyLimits{
+	b.v2 = newV2Config(opts, protocol.IdentifyLimits{
 		DefaultHeartbeatInterval:   opts.ClientTimeout / 2,
 		MaxHeartbeatInterval:       opts.MaxHeartbeatInterval,
 		DefaultOutputBufferSize:    defaultBufferSize,
@@ -98,7 +98,7 @@ func New(opts *Options) (*Broker, error) {
 		MaxDeflateLevel:            opts.MaxDeflateLevel,
 		SnappyEnabled:              opts.SnappyEnabled,
 		TLSEnabled:                 opts.TLSCert != "",
-	}
+	})
 	b.queues = &queueConfig{
 		dataPath:            opts.DataPath,
 		nodeID:              opts.NodeID,
@@ -168,6 +168,7 @@ func (b *Broker) start() error {
 			return err
 		}
 		b.tlsConfig = cfg
+		b.v2.tlsConfig = cfg
 	}
 	if err := b.loadMetadata(); err != nil {
 		return err

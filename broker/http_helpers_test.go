@@ -87,22 +87,22 @@ func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-// v2Conn is a raw V2 protocol client for tests that need exact control of
+// v2TestConn is a raw V2 protocol client for tests that need exact control of
 // what a client says.
-type v2Conn struct {
+type v2TestConn struct {
 	t    testing.TB
 	conn net.Conn
 	r    *bufio.Reader
 }
 
-func dialV2(t testing.TB, tcpAddr string) *v2Conn {
+func dialV2(t testing.TB, tcpAddr string) *v2TestConn {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", tcpAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c := &v2Conn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c := &v2TestConn{t: t, conn: conn, r: bufio.NewReader(conn)}
 	if _, err := conn.Write([]byte(protocol.MagicV2)); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func dialV2(t testing.TB, tcpAddr string) *v2Conn {
 }
 
 // send writes one command (with body when not nil).
-func (c *v2Conn) send(name string, body []byte, params ...string) {
+func (c *v2TestConn) send(name string, body []byte, params ...string) {
 	c.t.Helper()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.conn.Write(protocol.AppendCommand(nil, name, body, params...)); err != nil {
@@ -120,7 +120,7 @@ func (c *v2Conn) send(name string, body []byte, params ...string) {
 
 // expectOK reads frames, skipping heartbeats, until a response; it must be
 // OK.
-func (c *v2Conn) expectOK(what string) {
+func (c *v2TestConn) expectOK(what string) {
 	c.t.Helper()
 	for {
 		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -139,7 +139,7 @@ func (c *v2Conn) expectOK(what string) {
 }
 
 // identify sends IDENTIFY with the given fields and waits for OK.
-func (c *v2Conn) identify(fields map[string]any) {
+func (c *v2TestConn) identify(fields map[string]any) {
 	c.t.Helper()
 	body, err := json.Marshal(fields)
 	if err != nil {
@@ -149,7 +149,7 @@ func (c *v2Conn) identify(fields map[string]any) {
 	c.expectOK("IDENTIFY")
 }
 
-func (c *v2Conn) pub(topic, body string) {
+func (c *v2TestConn) pub(topic, body string) {
 	c.t.Helper()
 	c.send("PUB", []byte(body), topic)
 	c.expectOK("PUB " + topic)

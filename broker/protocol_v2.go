@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,49 @@ import (
 
 	"wren/protocol"
 )
+
+// v2Config is what a V2 connection needs from the broker's options: the
+// limits it enforces and the TLS it offers. Built once per broker.
+type v2Config struct {
+	identifyLimits  protocol.IdentifyLimits
+	maxRdyCount     int64
+	maxMsgSize      int64
+	maxBodySize     int64
+	maxReqTimeout   time.Duration
+	maxMsgTimeout   time.Duration
+	maxDeflateLevel int
+	tlsRequired     bool
+	authRequired    bool
+	tlsConfig       *tls.Config // nil without --tls-cert
+}
+
+func newV2Config(opts *Options, limits protocol.IdentifyLimits) *v2Config {
+	return &v2Config{
+		identifyLimits:  limits,
+		maxRdyCount:     opts.MaxRdyCount,
+		maxMsgSize:      opts.MaxMsgSize,
+		maxBodySize:     opts.MaxBodySize,
+		maxReqTimeout:   opts.MaxReqTimeout,
+		maxMsgTimeout:   opts.MaxMsgTimeout,
+		maxDeflateLevel: opts.MaxDeflateLevel,
+		tlsRequired:     opts.TLSRequired != TLSNotRequired,
+		authRequired:    len(opts.AuthHTTPAddresses) > 0,
+	}
+}
+
+// topicStore finds a topic by name, creating it if needed: all a V2
+// connection needs of the broker's registry.
+type topicStore interface {
+	Topic(name string) (*Topic, error)
+}
+
+// v2Conn executes the commands of one V2 connection. It gets the limits,
+// the topic store and its client, not the broker.
+type v2Conn struct {
+	cfg    *v2Config
+	topics topicStore
+	c      *client
+}
 
 // serveV2 runs one V2 connection after its magic has been read: this
 // goroutine reads and executes commands until the connection ends (the
@@ -20,13 +64,14 @@ import (
 // calls of their own, and readLoop hands each command to execCommand.
 func (b *Broker) serveV2(conn net.Conn) {
 	c := b.openClient(conn)
-	reason, err := b.readLoop(c)
+	v := &v2Conn{cfg: b.v2, topics: b, c: c}
+	reason, err := v.readLoop()
 	b.closeClient(c, reason, err)
 }
 
 // openClient registers a new client and starts its idle heartbeats.
 func (b *Broker) openClient(conn net.Conn) *client {
-	c := newClient(b.nextClientID.Add(1), conn, protocol.DefaultClientSettings(b.identifyLimits), b.logger)
+	c := newClient(b.nextClientID.Add(1), conn, protocol.DefaultClientSettings(b.v2.identifyLimits), b.logger)
 	b.addClient(c)
 	c.logger.Debug("client connected")
 	c.writeMu.Lock()
@@ -49,7 +94,8 @@ func (b *Broker) closeClient(c *client, reason closeReason, err error) {
 
 // readLoop reads commands until the connection fails or a command is
 // fatal, and says why it stopped.
-func (b *Broker) readLoop(c *client) (closeReason, error) {
+func (v *v2Conn) readLoop() (closeReason, error) {
+	c := v.c
 	var paramsArray [4][]byte
 	params := paramsArray[:0]
 	for {
@@ -59,7 +105,7 @@ func (b *Broker) readLoop(c *client) (closeReason, error) {
 		}
 		cmd := protocol.ParseCommandLine(line, params)
 		params = cmd.Params
-		if reason, err := b.execCommand(c, cmd); reason != closeNone {
+		if reason, err := v.execCommand(cmd); reason != closeNone {
 			return reason, err
 		}
 	}
@@ -80,8 +126,9 @@ func (c *client) readFailed(err error) (closeReason, error) {
 
 // execCommand executes one command and writes its response or error. It
 // returns closeNone, or why the connection must close.
-func (b *Broker) execCommand(c *client, cmd protocol.Command) (closeReason, error) {
-	resp, perr := b.exec(c, cmd)
+func (v *v2Conn) execCommand(cmd protocol.Command) (closeReason, error) {
+	c := v.c
+	resp, perr := v.exec(cmd)
 	if perr != nil {
 		c.logger.Debug("command failed", "err", perr)
 		writeErr := c.writeError(perr)
@@ -103,38 +150,39 @@ func (b *Broker) execCommand(c *client, cmd protocol.Command) (closeReason, erro
 	return closeNone, nil
 }
 
-func (b *Broker) exec(c *client, cmd protocol.Command) ([]byte, *protocol.Error) {
+func (v *v2Conn) exec(cmd protocol.Command) ([]byte, *protocol.Error) {
+	c := v.c
 	name := cmd.Name
 	if string(name) == "IDENTIFY" {
-		return b.identify(c)
+		return v.identify()
 	}
-	if b.opts.TLSRequired != TLSNotRequired && c.tlsState == nil {
+	if v.cfg.tlsRequired && c.tlsState == nil {
 		return nil, protocol.Errorf(protocol.CodeInvalid, "cannot %s in current state (TLS required)", name)
 	}
 	p := cmd.Params
 	switch string(name) {
 	case "FIN":
-		return b.fin(c, p)
+		return v.fin(p)
 	case "RDY":
-		return b.rdy(c, p)
+		return v.rdy(p)
 	case "REQ":
-		return b.req(c, p)
+		return v.req(p)
 	case "PUB":
-		return b.pub(c, p)
+		return v.pub(p)
 	case "MPUB":
-		return b.mpub(c, p)
+		return v.mpub(p)
 	case "DPUB":
-		return b.dpub(c, p)
+		return v.dpub(p)
 	case "NOP":
 		return nil, nil
 	case "TOUCH":
-		return b.touch(c, p)
+		return v.touch(p)
 	case "SUB":
-		return b.sub(c, p)
+		return v.sub(p)
 	case "CLS":
-		return b.cls(c)
+		return v.cls()
 	case "AUTH":
-		return b.auth(c, p)
+		return v.auth(p)
 	}
 	return nil, protocol.Errorf(protocol.CodeInvalid, "invalid command %s", name)
 }
@@ -164,7 +212,8 @@ func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.E
 	return body, nil
 }
 
-func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
+func (v *v2Conn) identify() ([]byte, *protocol.Error) {
+	c := v.c
 	// nsqd leaves the state at init after IDENTIFY, so a client may send
 	// it again; upgrades already in place are not applied twice.
 	if c.state.Load() != stateInit {
@@ -174,8 +223,8 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if err != nil {
 		return nil, protocol.NewError(protocol.CodeBadBody, "IDENTIFY failed to read body size").Wrap(err)
 	}
-	if int64(size) > b.opts.MaxBodySize {
-		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY body too big %d > %d", size, b.opts.MaxBodySize)
+	if int64(size) > v.cfg.maxBodySize {
+		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY body too big %d > %d", size, v.cfg.maxBodySize)
 	}
 	if size <= 0 {
 		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY invalid body size %d", size)
@@ -188,7 +237,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	settings, perr := data.Settings(b.identifyLimits)
+	settings, perr := data.Settings(v.cfg.identifyLimits)
 	if perr != nil {
 		return nil, perr
 	}
@@ -212,17 +261,17 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 		return nil, nil
 	}
 	resp, _ := json.Marshal(protocol.IdentifyResponse{
-		MaxRdyCount:         b.opts.MaxRdyCount,
+		MaxRdyCount:         v.cfg.maxRdyCount,
 		Version:             protocol.NSQVersion,
-		MaxMsgTimeout:       b.opts.MaxMsgTimeout.Milliseconds(),
+		MaxMsgTimeout:       v.cfg.maxMsgTimeout.Milliseconds(),
 		MsgTimeout:          settings.MsgTimeout.Milliseconds(),
 		TLSv1:               settings.TLS,
 		Deflate:             settings.Deflate,
 		DeflateLevel:        settings.DeflateLevel,
-		MaxDeflateLevel:     b.opts.MaxDeflateLevel,
+		MaxDeflateLevel:     v.cfg.maxDeflateLevel,
 		Snappy:              settings.Snappy,
 		SampleRate:          settings.SampleRate,
-		AuthRequired:        len(b.opts.AuthHTTPAddresses) > 0,
+		AuthRequired:        v.cfg.authRequired,
 		OutputBufferSize:    reportedBufferSize(data.OutputBufferSize, settings.OutputBufferSize),
 		OutputBufferTimeout: settings.OutputBufferTimeout.Milliseconds(),
 	})
@@ -231,7 +280,7 @@ func (b *Broker) identify(c *client) ([]byte, *protocol.Error) {
 	}
 	if settings.TLS && c.tlsState == nil {
 		c.logger.Info("upgrading connection to TLS")
-		if err := c.upgradeTLS(b.tlsConfig); err != nil {
+		if err := c.upgradeTLS(v.cfg.tlsConfig); err != nil {
 			return nil, identifyFailed(tlsHandshakeError{err})
 		}
 		if err := c.writeResponseLocked(protocol.ResponseOK); err != nil {
@@ -274,20 +323,22 @@ func (c *client) writeResponseLocked(data []byte) error {
 	return c.writeFrameLocked(protocol.FrameTypeResponse, data)
 }
 
-func (b *Broker) auth(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) auth(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewError(protocol.CodeInvalid, "cannot AUTH in current state")
 	}
 	if len(p) != 0 {
 		return nil, protocol.NewError(protocol.CodeInvalid, "AUTH invalid number of parameters")
 	}
-	if _, perr := readBody(c, "AUTH", protocol.CodeBadBody, "body", b.opts.MaxBodySize); perr != nil {
+	if _, perr := readBody(c, "AUTH", protocol.CodeBadBody, "body", v.cfg.maxBodySize); perr != nil {
 		return nil, perr
 	}
 	return nil, protocol.NewError(protocol.CodeAuthDisabled, "AUTH disabled")
 }
 
-func (b *Broker) sub(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) sub(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewError(protocol.CodeInvalid, "cannot SUB in current state")
 	}
@@ -307,7 +358,7 @@ func (b *Broker) sub(c *client, p [][]byte) ([]byte, *protocol.Error) {
 	// An ephemeral channel or topic may be deleted between lookup and
 	// adding the client; then try once more with a fresh one.
 	for attempt := 0; ; attempt++ {
-		topic, err := b.Topic(topicName)
+		topic, err := v.topics.Topic(topicName)
 		var ch *Channel
 		if err == nil {
 			ch, err = topic.Channel(channelName)
@@ -330,7 +381,8 @@ func (b *Broker) sub(c *client, p [][]byte) ([]byte, *protocol.Error) {
 	}
 }
 
-func (b *Broker) rdy(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) rdy(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	state := c.state.Load()
 	if state == stateClosing {
 		return nil, nil
@@ -346,8 +398,8 @@ func (b *Broker) rdy(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		}
 		count = n
 	}
-	if count < 0 || count > b.opts.MaxRdyCount {
-		return nil, protocol.Errorf(protocol.CodeInvalid, "RDY count %d out of range 0-%d", count, b.opts.MaxRdyCount)
+	if count < 0 || count > v.cfg.maxRdyCount {
+		return nil, protocol.Errorf(protocol.CodeInvalid, "RDY count %d out of range 0-%d", count, v.cfg.maxRdyCount)
 	}
 	c.rdy.Store(count)
 	c.wakeUp()
@@ -376,7 +428,8 @@ func inFlightCommand(c *client, cmd string, p [][]byte, nparams int) (protocol.M
 	return messageID(p[0])
 }
 
-func (b *Broker) fin(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) fin(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	id, perr := inFlightCommand(c, "FIN", p, 1)
 	if perr != nil {
 		return nil, perr
@@ -387,7 +440,8 @@ func (b *Broker) fin(c *client, p [][]byte) ([]byte, *protocol.Error) {
 	return nil, nil
 }
 
-func (b *Broker) req(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) req(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	id, perr := inFlightCommand(c, "REQ", p, 2)
 	if perr != nil {
 		return nil, perr
@@ -397,8 +451,8 @@ func (b *Broker) req(c *client, p [][]byte) ([]byte, *protocol.Error) {
 		return nil, protocol.Errorf(protocol.CodeInvalid, "REQ could not parse timeout %s", p[1])
 	}
 	delay := time.Duration(ms) * time.Millisecond
-	if ms > int64(b.opts.MaxReqTimeout/time.Millisecond) {
-		delay = b.opts.MaxReqTimeout
+	if ms > int64(v.cfg.maxReqTimeout/time.Millisecond) {
+		delay = v.cfg.maxReqTimeout
 	}
 	if err := c.requeue(id, delay); err != nil {
 		return nil, protocol.Errorf(protocol.CodeReqFailed, "REQ %s failed %s", string(id[:]), err)
@@ -406,18 +460,20 @@ func (b *Broker) req(c *client, p [][]byte) ([]byte, *protocol.Error) {
 	return nil, nil
 }
 
-func (b *Broker) touch(c *client, p [][]byte) ([]byte, *protocol.Error) {
+func (v *v2Conn) touch(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
 	id, perr := inFlightCommand(c, "TOUCH", p, 1)
 	if perr != nil {
 		return nil, perr
 	}
-	if err := c.touch(id, b.opts.MaxMsgTimeout); err != nil {
+	if err := c.touch(id, v.cfg.maxMsgTimeout); err != nil {
 		return nil, protocol.Errorf(protocol.CodeTouchFailed, "TOUCH %s failed %s", string(id[:]), err)
 	}
 	return nil, nil
 }
 
-func (b *Broker) cls(c *client) ([]byte, *protocol.Error) {
+func (v *v2Conn) cls() ([]byte, *protocol.Error) {
+	c := v.c
 	if c.state.Load() != stateSubscribed {
 		return nil, protocol.NewError(protocol.CodeInvalid, "cannot CLS in current state")
 	}
@@ -426,7 +482,7 @@ func (b *Broker) cls(c *client) ([]byte, *protocol.Error) {
 	return protocol.ResponseCloseWait, nil
 }
 
-func (b *Broker) pubTopic(cmd string, p [][]byte, nparams int) (string, *protocol.Error) {
+func pubTopic(cmd string, p [][]byte, nparams int) (string, *protocol.Error) {
 	if len(p) < nparams {
 		return "", protocol.Errorf(protocol.CodeInvalid, "%s insufficient number of parameters", cmd)
 	}
@@ -437,42 +493,45 @@ func (b *Broker) pubTopic(cmd string, p [][]byte, nparams int) (string, *protoco
 	return name, nil
 }
 
-func (b *Broker) pub(c *client, p [][]byte) ([]byte, *protocol.Error) {
-	name, perr := b.pubTopic("PUB", p, 1)
+func (v *v2Conn) pub(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
+	name, perr := pubTopic("PUB", p, 1)
 	if perr != nil {
 		return nil, perr
 	}
-	body, perr := readBody(c, "PUB", protocol.CodeBadMessage, "message body", b.opts.MaxMsgSize)
+	body, perr := readBody(c, "PUB", protocol.CodeBadMessage, "message body", v.cfg.maxMsgSize)
 	if perr != nil {
 		return nil, perr
 	}
-	if err := b.publish(c, name, [][]byte{body}, 0); err != nil {
+	if err := v.publish(name, [][]byte{body}, 0); err != nil {
 		return nil, protocol.NewError(protocol.CodePubFailed, "PUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
 }
 
-func (b *Broker) mpub(c *client, p [][]byte) ([]byte, *protocol.Error) {
-	name, perr := b.pubTopic("MPUB", p, 1)
+func (v *v2Conn) mpub(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
+	name, perr := pubTopic("MPUB", p, 1)
 	if perr != nil {
 		return nil, perr
 	}
-	body, perr := readBody(c, "MPUB", protocol.CodeBadBody, "body", b.opts.MaxBodySize)
+	body, perr := readBody(c, "MPUB", protocol.CodeBadBody, "body", v.cfg.maxBodySize)
 	if perr != nil {
 		return nil, perr
 	}
-	bodies, perr := protocol.ParseMPUB(body, b.opts.MaxMsgSize, b.opts.MaxBodySize)
+	bodies, perr := protocol.ParseMPUB(body, v.cfg.maxMsgSize, v.cfg.maxBodySize)
 	if perr != nil {
 		return nil, perr
 	}
-	if err := b.publish(c, name, bodies, 0); err != nil {
+	if err := v.publish(name, bodies, 0); err != nil {
 		return nil, protocol.NewError(protocol.CodeMPubFailed, "MPUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
 }
 
-func (b *Broker) dpub(c *client, p [][]byte) ([]byte, *protocol.Error) {
-	name, perr := b.pubTopic("DPUB", p, 2)
+func (v *v2Conn) dpub(p [][]byte) ([]byte, *protocol.Error) {
+	c := v.c
+	name, perr := pubTopic("DPUB", p, 2)
 	if perr != nil {
 		return nil, perr
 	}
@@ -480,22 +539,23 @@ func (b *Broker) dpub(c *client, p [][]byte) ([]byte, *protocol.Error) {
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInvalid, "DPUB could not parse timeout %s", p[1])
 	}
-	maxMS := int64(b.opts.MaxReqTimeout / time.Millisecond)
+	maxMS := int64(v.cfg.maxReqTimeout / time.Millisecond)
 	if ms > maxMS {
 		return nil, protocol.Errorf(protocol.CodeInvalid, "DPUB timeout %d out of range 0-%d", ms, maxMS)
 	}
-	body, perr := readBody(c, "DPUB", protocol.CodeBadMessage, "message body", b.opts.MaxMsgSize)
+	body, perr := readBody(c, "DPUB", protocol.CodeBadMessage, "message body", v.cfg.maxMsgSize)
 	if perr != nil {
 		return nil, perr
 	}
-	if err := b.publish(c, name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {
+	if err := v.publish(name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {
 		return nil, protocol.NewError(protocol.CodeDPubFailed, "DPUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
 }
 
-func (b *Broker) publish(c *client, topicName string, bodies [][]byte, delay time.Duration) error {
-	topic, err := b.Topic(topicName)
+func (v *v2Conn) publish(topicName string, bodies [][]byte, delay time.Duration) error {
+	c := v.c
+	topic, err := v.topics.Topic(topicName)
 	if err != nil {
 		return err
 	}
