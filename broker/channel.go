@@ -113,11 +113,12 @@ func (c *Channel) put(msgs []*message) error {
 // putNew queues the messages of a publish, given as they go on the wire:
 // the ones that fit in memory (all of them when deferred) get a message
 // of their own, the rest go to disk as they are. wire is the caller's.
-func (c *Channel) putNew(wire []protocol.Message, due int64) error {
+// It returns how many were kept in memory.
+func (c *Channel) putNew(wire []protocol.Message, due int64) (int, error) {
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
-		return errExiting
+		return 0, errExiting
 	}
 	inMemory := len(wire)
 	if due == 0 {
@@ -134,7 +135,7 @@ func (c *Channel) putNew(wire []protocol.Message, due int64) error {
 	c.messageCount.Add(uint64(len(wire)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return c.writeWireToBackend(wire[inMemory:])
+	return inMemory, c.writeWireToBackend(wire[inMemory:])
 }
 
 // requeue returns a message that was in flight: at once to the back of the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"wren/protocol"
@@ -191,6 +192,11 @@ func (v *v2Conn) exec(cmd protocol.Command) ([]byte, *protocol.Error) {
 // code for a bad size. what names the body in messages ("body" or
 // "message body"); max bounds the size.
 func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.Error) {
+	return readBodyInto(c, nil, cmd, code, what, max)
+}
+
+// readBodyInto is readBody reading into buf when it has room for the body.
+func readBodyInto(c *client, buf []byte, cmd, code, what string, max int64) ([]byte, *protocol.Error) {
 	size, err := c.reader.readSize()
 	if err != nil {
 		return nil, protocol.Errorf(code, "%s failed to read %s size", cmd, what).Wrap(err)
@@ -205,7 +211,11 @@ func readBody(c *client, cmd, code, what string, max int64) ([]byte, *protocol.E
 		}
 		return nil, protocol.Errorf(code, "%s %s too big %d > %d", cmd, tooBig, size, max)
 	}
-	body := make([]byte, size)
+	body := buf[:0]
+	if cap(buf) < int(size) {
+		body = make([]byte, size)
+	}
+	body = body[:size]
 	if _, err := io.ReadFull(c.reader, body); err != nil {
 		return nil, protocol.Errorf(code, "%s failed to read %s", cmd, what).Wrap(err)
 	}
@@ -503,7 +513,7 @@ func (v *v2Conn) pub(p [][]byte) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	if err := v.publish(name, [][]byte{body}, 0); err != nil {
+	if _, err := v.publish(name, [][]byte{body}, 0); err != nil {
 		return nil, protocol.NewError(protocol.CodePubFailed, "PUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
@@ -515,18 +525,49 @@ func (v *v2Conn) mpub(p [][]byte) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	body, perr := readBody(c, "MPUB", protocol.CodeBadBody, "body", v.cfg.maxBodySize)
+	buf := mpubBuffers.Get().(*mpubBuffer)
+	defer buf.release()
+	body, perr := readBodyInto(c, buf.body, "MPUB", protocol.CodeBadBody, "body", v.cfg.maxBodySize)
 	if perr != nil {
 		return nil, perr
 	}
-	bodies, perr := protocol.ParseMPUB(body, v.cfg.maxMsgSize, v.cfg.maxBodySize)
+	buf.body = body
+	buf.bodies, perr = protocol.AppendMPUB(buf.bodies[:0], body, v.cfg.maxMsgSize, v.cfg.maxBodySize)
 	if perr != nil {
 		return nil, perr
 	}
-	if err := v.publish(name, bodies, 0); err != nil {
+	kept, err := v.publish(name, buf.bodies, 0)
+	buf.kept = kept
+	if err != nil {
 		return nil, protocol.NewError(protocol.CodeMPubFailed, "MPUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
+}
+
+// mpubBuffer is what an MPUB is read into. Both slices go back to
+// mpubBuffers after the publish, except a body that messages kept in
+// memory still refer to: that one is left to them. A batch that goes
+// to disk (a full memory queue, --mem-queue-size=0) thus allocates
+// nothing for its body.
+type mpubBuffer struct {
+	body   []byte
+	bodies [][]byte
+	kept   bool
+}
+
+// maxPooledMPUB bounds the bodies kept for reuse.
+const maxPooledMPUB = 1 << 20
+
+var mpubBuffers = sync.Pool{New: func() any { return new(mpubBuffer) }}
+
+func (b *mpubBuffer) release() {
+	clear(b.bodies)
+	b.bodies = b.bodies[:0]
+	if b.kept || cap(b.body) > maxPooledMPUB {
+		b.body = nil
+	}
+	b.kept = false
+	mpubBuffers.Put(b)
 }
 
 func (v *v2Conn) dpub(p [][]byte) ([]byte, *protocol.Error) {
@@ -547,20 +588,22 @@ func (v *v2Conn) dpub(p [][]byte) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	if err := v.publish(name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {
+	if _, err := v.publish(name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {
 		return nil, protocol.NewError(protocol.CodeDPubFailed, "DPUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
 }
 
-func (v *v2Conn) publish(topicName string, bodies [][]byte, delay time.Duration) error {
+// publish queues bodies on the named topic and counts them for /stats. It
+// reports whether any message kept a reference to the bodies.
+func (v *v2Conn) publish(topicName string, bodies [][]byte, delay time.Duration) (kept bool, err error) {
 	c := v.c
 	topic, err := v.topics.Topic(topicName)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := topic.Publish(bodies, delay); err != nil {
-		return err
+	if kept, err = topic.publish(bodies, delay); err != nil {
+		return kept, err
 	}
 	c.mu.Lock()
 	if c.pubCounts == nil {
@@ -568,5 +611,5 @@ func (v *v2Conn) publish(topicName string, bodies [][]byte, delay time.Duration)
 	}
 	c.pubCounts[topicName] += uint64(len(bodies))
 	c.mu.Unlock()
-	return nil
+	return kept, nil
 }

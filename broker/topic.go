@@ -78,6 +78,14 @@ func (t *Topic) Name() string { return t.name }
 // positive. It returns once every message is queued on every channel (or at
 // the topic), so an OK to the publisher means the broker holds them.
 func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
+	_, err := t.publish(bodies, delay)
+	return err
+}
+
+// publish is Publish, also saying whether any message kept a reference
+// to the bodies (was queued in memory or deferred rather than written to
+// disk), so a caller whose bodies all went to disk may reuse their buffer.
+func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err error) {
 	now := time.Now().UnixNano()
 	var due int64
 	if delay > 0 {
@@ -97,23 +105,23 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 	t.mu.RLock()
 	if t.exiting {
 		t.mu.RUnlock()
-		return errExiting
+		return false, errExiting
 	}
 	if !t.paused && !t.holdForInit && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
-		err := t.fanOutNewLocked(wire, due)
+		kept, err := t.fanOutNewLocked(wire, due)
 		t.mu.RUnlock()
 		if err == nil {
 			t.messageCount.Add(uint64(len(wire)))
 			t.messageBytes.Add(size)
 		}
-		return err
+		return kept, err
 	}
 	t.mu.RUnlock()
 
 	t.mu.Lock()
 	if t.exiting {
 		t.mu.Unlock()
-		return errExiting
+		return false, errExiting
 	}
 	// Deferred messages stay in memory so their delay is never lost.
 	inMemory := len(wire)
@@ -128,11 +136,11 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 	t.wakePump()
 	if err := t.backend.Put(wire[inMemory:]); err != nil {
 		t.cfg.setHealth(err)
-		return err
+		return inMemory > 0, err
 	}
 	t.messageCount.Add(uint64(len(wire)))
 	t.messageBytes.Add(size)
-	return nil
+	return inMemory > 0, nil
 }
 
 // roomFor is how many of n messages fit in a memory queue of size limit
@@ -143,14 +151,16 @@ func roomFor(n int, limit int64, queued int) int {
 
 // fanOutNewLocked gives each channel the messages of a publish. t.mu must
 // be held (read or write).
-func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) error {
+func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) (kept bool, err error) {
 	var errs []error
 	for _, ch := range t.channelList {
-		if err := ch.putNew(wire, due); err != nil && !errors.Is(err, errExiting) {
+		inMemory, err := ch.putNew(wire, due)
+		kept = kept || inMemory > 0
+		if err != nil && !errors.Is(err, errExiting) {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return kept, errors.Join(errs...)
 }
 
 // fanOutLocked gives each channel its own copy of msgs from the topic's

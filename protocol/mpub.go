@@ -1,6 +1,9 @@
 package protocol
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // MaxMPUBCount is the most messages an MPUB body of maxBodySize can hold:
 // 4 bytes of count, then at least 5 bytes (size + one byte) per message.
@@ -11,35 +14,42 @@ func MaxMPUBCount(maxBodySize int64) int64 { return (maxBodySize - 4) / 5 }
 // returned, so a publish is all or nothing. The same layout serves the HTTP
 // /mpub?binary=true endpoint.
 func ParseMPUB(body []byte, maxMsgSize, maxBodySize int64) ([][]byte, *Error) {
+	return AppendMPUB(nil, body, maxMsgSize, maxBodySize)
+}
+
+// AppendMPUB is ParseMPUB appending the bodies to dst, which it returns
+// with its length restored on error.
+func AppendMPUB(dst [][]byte, body []byte, maxMsgSize, maxBodySize int64) ([][]byte, *Error) {
 	if len(body) < 4 {
-		return nil, NewError(CodeBadBody, "MPUB failed to read message count")
+		return dst, NewError(CodeBadBody, "MPUB failed to read message count")
 	}
 	n := int32(binary.BigEndian.Uint32(body))
 	if n <= 0 || int64(n) > MaxMPUBCount(maxBodySize) {
-		return nil, Errorf(CodeBadBody, "MPUB invalid message count %d", n)
+		return dst, Errorf(CodeBadBody, "MPUB invalid message count %d", n)
 	}
 	rest := body[4:]
-	msgs := make([][]byte, 0, n)
+	// Room for every message the body can hold, not for what n claims.
+	msgs := slices.Grow(dst, min(int(n), len(rest)/5+1))
 	for i := int32(0); i < n; i++ {
 		if len(rest) < 4 {
-			return nil, Errorf(CodeBadMessage, "MPUB failed to read message(%d) body size", i)
+			return dst, Errorf(CodeBadMessage, "MPUB failed to read message(%d) body size", i)
 		}
 		size := int32(binary.BigEndian.Uint32(rest))
 		rest = rest[4:]
 		if size <= 0 {
-			return nil, Errorf(CodeBadMessage, "MPUB invalid message(%d) body size %d", i, size)
+			return dst, Errorf(CodeBadMessage, "MPUB invalid message(%d) body size %d", i, size)
 		}
 		if int64(size) > maxMsgSize {
-			return nil, Errorf(CodeBadMessage, "MPUB message too big %d > %d", size, maxMsgSize)
+			return dst, Errorf(CodeBadMessage, "MPUB message too big %d > %d", size, maxMsgSize)
 		}
 		if int64(len(rest)) < int64(size) {
-			return nil, NewError(CodeBadMessage, "MPUB failed to read message body")
+			return dst, NewError(CodeBadMessage, "MPUB failed to read message body")
 		}
 		msgs = append(msgs, rest[:size:size])
 		rest = rest[size:]
 	}
 	if len(rest) != 0 {
-		return nil, Errorf(CodeBadBody, "MPUB body has %d bytes after its last message", len(rest))
+		return dst, Errorf(CodeBadBody, "MPUB body has %d bytes after its last message", len(rest))
 	}
 	return msgs, nil
 }
