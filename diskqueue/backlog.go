@@ -198,7 +198,7 @@ func (b *Backlog) Take(rec []byte, dst []protocol.Message) []protocol.Message {
 	})
 	if err != nil {
 		dst = dst[:start]
-		b.depth.Add(-min(max(recordEntryCount(rec), 1), max(b.depth.Load(), 0)))
+		b.depth.Add(-min(max(recordEntryCount(rec, len(rec)), 1), max(b.depth.Load(), 0)))
 		n := b.damagedRecords.Add(1)
 		b.logger.Error("skipped a damaged disk-queue record", "err", err, "bytes", len(rec), "damaged_records", n)
 		b.markSuspect()

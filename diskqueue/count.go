@@ -77,6 +77,6 @@ func countFileEntries(o Options, path string, from int64) (int64, error) {
 		if _, err := r.Discard(int(size) - peek); err != nil {
 			return count, nil
 		}
-		count += recordEntryCount(header[4 : 4+peek])
+		count += recordEntryCount(header[4:4+peek], int(size))
 	}
 }

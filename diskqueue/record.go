@@ -136,15 +136,18 @@ func eachEntry(rec []byte, fn func(entry []byte) error) error {
 	return nil
 }
 
-// recordEntryCount is how many entries rec claims to hold, read from its
-// header without checking it: 1 for an nsqd record. It is used to count a
-// queue's depth when it opens, where reading every byte to check the
-// checksum would cost too much; DecodeRecord checks it all later.
-func recordEntryCount(header []byte) int64 {
-	if !IsBatch(header) || len(header) < RecordHeaderSize {
+// recordEntryCount is how many entries a record of size bytes that
+// starts with header claims to hold, read from its header without checking
+// the checksum: 1 for an nsqd record. It is used to count a queue's depth
+// when it opens, where reading every byte would cost too much;
+// DecodeRecord checks it all later. A damaged count is held to what the
+// record's size can hold.
+func recordEntryCount(header []byte, size int) int64 {
+	if !IsBatch(header) || len(header) < RecordHeaderSize || size < RecordHeaderSize {
 		return 1
 	}
-	return int64(binary.BigEndian.Uint32(header[recordCountOffset:]))
+	claimed := int64(binary.BigEndian.Uint32(header[recordCountOffset:]))
+	return min(claimed, int64(size-RecordHeaderSize)/EntryHeaderSize)
 }
 
 func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

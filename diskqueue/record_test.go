@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 
 	"wren/protocol"
@@ -167,4 +168,29 @@ func BenchmarkRecordDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzCountEntries counts the messages in a data file of any content, as
+// a queue does when it opens: it must neither fail nor claim more messages
+// than the file's records could hold.
+func FuzzCountEntries(f *testing.F) {
+	f.Add(append(binary.BigEndian.AppendUint32(nil, uint32(len(batchRecord(testMessage(1))))), batchRecord(testMessage(1))...), int64(0))
+	f.Add([]byte("\x00\x00\x00\x20"+string(protocol.AppendMessage(nil, testMessage(2)))), int64(0))
+	f.Add([]byte("\xff\xff\xff\xff"), int64(3))
+	f.Fuzz(func(t *testing.T, file []byte, readPos int64) {
+		dir := t.TempDir()
+		o := Options{Name: queueName, DataPath: dir, MinRecordSize: 1, MaxRecordSize: 1 << 20}
+		if err := os.WriteFile(segmentFile(dir, 0), file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		meta := fmt.Sprintf("0\n0,%d\n0,%d\n", readPos, len(file))
+		if err := os.WriteFile(metaFile(dir), []byte(meta), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		count, _, _ := countEntries(o)
+		// A batch record claims at most one message per 4 bytes it holds.
+		if count < 0 || count > int64(len(file)) {
+			t.Fatalf("%d messages counted in %d bytes", count, len(file))
+		}
+	})
 }
