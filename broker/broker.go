@@ -31,7 +31,9 @@ var ErrBrokerClosed = errors.New("broker closed")
 // and its TCP, HTTP and HTTPS listeners.
 //
 // Lock order: Broker.mu, then Topic.mu, then Channel.mu, then client.mu;
-// client.writeMu is never held while taking any of the others.
+// client.writeMu is never held while taking any of the others. A disk
+// write (diskqueue.Backlog.Put) may run under Topic.mu, never under
+// Channel.mu, and the backlog's own lock is innermost.
 type Broker struct {
 	opts      *Options
 	logger    *slog.Logger
