@@ -4,6 +4,9 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -88,7 +91,13 @@ func (s *syncer) sync() error {
 		}
 		f, err := os.Open(segmentPath(s.o, newest))
 		if errors.Is(err, os.ErrNotExist) {
-			return nil // emptied, or not written yet: nothing to sync
+			// Emptied, set aside as bad, or not written yet: go on
+			// from the newest file there is, if any.
+			if n, ok := newestSegment(s.o); ok && n > s.fileNum {
+				s.fileNum = n
+				return s.sync()
+			}
+			return nil
 		}
 		if err != nil {
 			return err
@@ -101,4 +110,18 @@ func (s *syncer) sync() error {
 func (s *syncer) stop() {
 	close(s.done)
 	<-s.exited
+}
+
+// newestSegment is the highest number among the queue's data files.
+func newestSegment(o Options) (int64, bool) {
+	paths, _ := filepath.Glob(filepath.Join(o.DataPath, o.Name+".diskqueue.*.dat"))
+	newest, found := int64(-1), false
+	prefix := o.Name + ".diskqueue."
+	for _, p := range paths {
+		digits := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), prefix), ".dat")
+		if n, err := strconv.ParseInt(digits, 10, 64); err == nil && n > newest {
+			newest, found = n, true
+		}
+	}
+	return newest, found
 }

@@ -56,3 +56,20 @@ func TestSyncerFindsNewestFile(t *testing.T) {
 		t.Fatalf("synced file %d (%s), want 2", s.fileNum, s.file.Name())
 	}
 }
+
+// When the file the syncer knows is gone and the next number was never
+// written (go-diskqueue skipped it), the syncer finds the newest file.
+func TestSyncerJumpsGaps(t *testing.T) {
+	dir := t.TempDir()
+	s := &syncer{o: Options{Name: queueName, DataPath: dir}, logger: slog.Default(), fileNum: 3}
+	if err := os.WriteFile(segmentFile(dir, 6), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.file.Close()
+	if s.fileNum != 6 {
+		t.Fatalf("synced file %d, want 6", s.fileNum)
+	}
+}
