@@ -10,4 +10,4 @@ require (
 	github.com/nsqio/go-nsq v1.1.0
 )
 
-require github.com/julienschmidt/httprouter v1.3.0 // indirect
+require github.com/julienschmidt/httprouter v1.3.0

@@ -16,13 +16,7 @@ import (
 
 func TestBenchCommandLine(t *testing.T) {
 	versionLine := "wren " + version + " (nsq 1.3.0 compatible)\n"
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout string // prefix
-		wantStderr string // prefix
-	}{
+	tests := []runCase{
 		{name: "no mode", args: []string{"bench"}, wantCode: 2, wantStderr: "wren: bench needs a mode"},
 		{name: "unknown mode", args: []string{"bench", "frob"}, wantCode: 2, wantStderr: `wren: unknown bench mode "frob"`},
 		{name: "help", args: []string{"bench", "help"}, wantStdout: "Usage:\n  wren bench publish"},
@@ -40,24 +34,7 @@ func TestBenchCommandLine(t *testing.T) {
 		{name: "sink empty address", args: []string{"bench", "sink", "--tcp-address="}, wantCode: 2, wantStderr: "wren: --tcp-address must not be empty"},
 		{name: "broker refused", args: []string{"bench", "publish", "--topic=t", "--addr=" + closedPort(t)}, wantCode: 1, wantStderr: "wren: bench publish: "},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tt.args, &stdout, &stderr)
-			if code != tt.wantCode {
-				t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, tt.wantCode, stderr.String())
-			}
-			if !strings.HasPrefix(stdout.String(), tt.wantStdout) || (tt.wantStdout == "" && stdout.Len() > 0) {
-				t.Errorf("run(%q) stdout = %q, want prefix %q", tt.args, stdout.String(), tt.wantStdout)
-			}
-			if !strings.HasPrefix(stderr.String(), tt.wantStderr) || (tt.wantStderr == "" && stderr.Len() > 0) {
-				t.Errorf("run(%q) stderr = %q, want prefix %q", tt.args, stderr.String(), tt.wantStderr)
-			}
-			if tt.wantCode != 0 && strings.Count(stderr.String(), "\n") != 1 {
-				t.Errorf("run(%q) stderr = %q, want exactly one line", tt.args, stderr.String())
-			}
-		})
-	}
+	runCases(t, tests)
 }
 
 // closedPort returns a loopback address nothing listens on.

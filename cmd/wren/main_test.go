@@ -23,15 +23,42 @@ import (
 	"wren/lookup"
 )
 
+// runCase is one command line and what run must answer to it.
+type runCase struct {
+	name       string
+	args       []string
+	wantCode   int
+	wantStdout string // prefix
+	wantStderr string // prefix
+}
+
+// runCases runs each case through run and checks its exit code and
+// output; a failure must say so in exactly one line.
+func runCases(t *testing.T, tests []runCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, tt.wantCode, stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tt.wantStdout) || (tt.wantStdout == "" && stdout.Len() > 0) {
+				t.Errorf("run(%q) stdout = %q, want prefix %q", tt.args, stdout.String(), tt.wantStdout)
+			}
+			if !strings.HasPrefix(stderr.String(), tt.wantStderr) || (tt.wantStderr == "" && stderr.Len() > 0) {
+				t.Errorf("run(%q) stderr = %q, want prefix %q", tt.args, stderr.String(), tt.wantStderr)
+			}
+			if tt.wantCode != 0 && strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("run(%q) stderr = %q, want exactly one line", tt.args, stderr.String())
+			}
+		})
+	}
+}
+
 func TestRun(t *testing.T) {
 	versionLine := "wren " + version + " (nsq 1.3.0 compatible)\n"
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout string // prefix
-		wantStderr string // prefix
-	}{
+	tests := []runCase{
 		{name: "version command", args: []string{"version"}, wantStdout: versionLine},
 		{name: "version flag", args: []string{"--version"}, wantStdout: versionLine},
 		{name: "broker version flag", args: []string{"broker", "--version"}, wantStdout: versionLine},
@@ -56,24 +83,7 @@ func TestRun(t *testing.T) {
 		{name: "combined lookup validation", args: []string{"--lookup-tcp-address=nope"}, wantCode: 2, wantStderr: "wren: --lookup-tcp-address: "},
 		{name: "combined both invalid", args: []string{"--node-id=-1", "--lookup-inactive-producer-timeout=0s"}, wantCode: 2, wantStderr: "wren: --node-id must be in [0,1024), got -1; --lookup-inactive-producer-timeout must be > 0"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tt.args, &stdout, &stderr)
-			if code != tt.wantCode {
-				t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, tt.wantCode, stderr.String())
-			}
-			if !strings.HasPrefix(stdout.String(), tt.wantStdout) || (tt.wantStdout == "" && stdout.Len() > 0) {
-				t.Errorf("run(%q) stdout = %q, want prefix %q", tt.args, stdout.String(), tt.wantStdout)
-			}
-			if !strings.HasPrefix(stderr.String(), tt.wantStderr) || (tt.wantStderr == "" && stderr.Len() > 0) {
-				t.Errorf("run(%q) stderr = %q, want prefix %q", tt.args, stderr.String(), tt.wantStderr)
-			}
-			if tt.wantCode != 0 && strings.Count(stderr.String(), "\n") != 1 {
-				t.Errorf("run(%q) stderr = %q, want exactly one line", tt.args, stderr.String())
-			}
-		})
-	}
+	runCases(t, tests)
 }
 
 func TestUsageListsEveryFlag(t *testing.T) {
