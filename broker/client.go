@@ -97,8 +97,7 @@ type client struct {
 	pumpDone  chan struct{}
 	closedFor atomic.Int32 // the first close's closeReason; its detail is logged
 
-	diskScratch []protocol.Message // the pump's, for decoding disk records
-	batch       []*message         // the pump's, grown to min(RDY, maxBatch) as needed
+	batch []*message // the pump's, grown to min(RDY, maxBatch) as needed
 
 	mu        sync.Mutex // guards inFlight and pubCounts
 	inFlight  inFlight

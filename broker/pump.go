@@ -128,9 +128,10 @@ func (c *client) batchFor(capacity int) []*message {
 // takeRecord hands the messages of a disk-queue record to the channel,
 // where this pump (and any other client's) takes them next.
 func (c *client) takeRecord(ch *Channel, rec []byte) {
-	c.diskScratch = ch.backend.Take(rec, c.diskScratch[:0])
-	ch.pushFromDisk(fromWire(c.diskScratch))
-	clear(c.diskScratch) // drop the references to rec's bytes
+	scratch := getWire(0)
+	defer putWire(scratch)
+	*scratch = ch.backend.Take(rec, *scratch)
+	ch.pushFromDisk(fromWire(*scratch))
 }
 
 // armTimeout sets the timer for the earliest in-flight deadline unless it

@@ -199,7 +199,6 @@ func (t *Topic) wakePump() {
 func (t *Topic) pump() {
 	defer close(t.pumpDone)
 	batch := make([]*message, 0, 256)
-	var wire []protocol.Message
 	for {
 		t.mu.Lock()
 		flowing := !t.paused && !t.holdForInit && len(t.channelList) > 0 && !t.exiting
@@ -222,12 +221,15 @@ func (t *Topic) pump() {
 		}
 		select {
 		case rec := <-diskC:
-			wire = t.backend.Take(rec, wire[:0])
-			if len(wire) == 0 {
+			scratch := getWire(0)
+			*scratch = t.backend.Take(rec, *scratch)
+			msgs := fromWire(*scratch)
+			putWire(scratch)
+			if len(msgs) == 0 {
 				continue
 			}
 			t.mu.RLock()
-			err := t.fanOutLocked(fromWire(wire))
+			err := t.fanOutLocked(msgs)
 			t.mu.RUnlock()
 			if err != nil {
 				t.logger.Error("moving backlog to channels", "err", err)
