@@ -169,21 +169,28 @@ func TestBacklogReadsNSQDRecords(t *testing.T) {
 	takeN(t, b, 0, 10)
 }
 
-// A damaged batch record is skipped, counted and logged; the records
-// around it are delivered, and the depth settles at zero once the queue
-// is empty.
-func TestBacklogSkipsDamagedRecord(t *testing.T) {
-	dir := t.TempDir()
-	o := backlogOptions(t, dir)
+// writeBatches puts batches of size messages each (numbered from 0) into
+// the queue o names, one record a batch, and closes it.
+func writeBatches(t *testing.T, o Options, batches, size int) {
+	t.Helper()
 	b := OpenBacklog(o)
-	for i := 0; i < 3; i++ {
-		if err := b.Put(messages(i*10, i*10+10)); err != nil {
+	for i := 0; i < batches; i++ {
+		if err := b.Put(messages(i*size, i*size+size)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A damaged batch record is skipped, counted and logged; the records
+// around it are delivered, and the depth settles at zero once the queue
+// is empty.
+func TestBacklogSkipsDamagedRecord(t *testing.T) {
+	dir := t.TempDir()
+	o := backlogOptions(t, dir)
+	writeBatches(t, o, 3, 10)
 	// Damage one byte of the second record's last message body.
 	path := segmentPath(o, 0)
 	data, err := os.ReadFile(path)
@@ -196,7 +203,7 @@ func TestBacklogSkipsDamagedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b = openBacklog(t, o)
+	b := openBacklog(t, o)
 	wantBacklogDepth(t, b, 30)
 	takeN(t, b, 0, 10)
 	var got []protocol.Message
@@ -218,15 +225,7 @@ func TestBacklogCountsBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	o := backlogOptions(t, dir)
 	o.MaxBytesPerFile = 1 // one record per file
-	b := OpenBacklog(o)
-	for i := 0; i < 3; i++ {
-		if err := b.Put(messages(i*4, i*4+4)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeBatches(t, o, 3, 4)
 	f, err := os.OpenFile(segmentPath(o, 1), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +235,7 @@ func TestBacklogCountsBadFiles(t *testing.T) {
 	}
 	f.Close()
 
-	b = openBacklog(t, o)
+	b := openBacklog(t, o)
 	wantBacklogDepth(t, b, 8) // the damaged file's record no longer counts
 	takeN(t, b, 0, 4)
 	var got []protocol.Message
