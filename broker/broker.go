@@ -126,6 +126,11 @@ func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 		SyncEvery:       b.opts.SyncEvery,
 		SyncTimeout:     b.opts.SyncTimeout,
 		Logger:          b.logger,
+		// As many messages as a memory queue holds may be acknowledged
+		// ahead of their write, as nsqd's topic queue holds them ahead of
+		// its channels' disk queues; --mem-queue-size=0 writes before every
+		// acknowledgement.
+		WriteBehind: b.opts.MemQueueSize,
 	})
 }
 

@@ -22,6 +22,11 @@ func MaxRecordSize(maxMsgSize int64) int32 {
 	return int32(RecordHeaderSize + max(largest, RecordTarget))
 }
 
+// coalesceWindow is how long a write-behind backlog lets a small batch
+// gather more Puts before writing it: one message per round trip from
+// many publishers becomes one record a millisecond rather than one each.
+const coalesceWindow = time.Millisecond
+
 // reconcileEvery is how often a backlog whose count may have drifted
 // (after damage or Empty) checks whether the queue has run dry.
 const reconcileEvery = time.Second
@@ -29,22 +34,35 @@ const reconcileEvery = time.Second
 // Backlog is a disk queue of messages. Messages put together are written
 // together: each Put becomes part of one batch record, and Puts that
 // arrive while another is being written join the next record (group
-// commit), so many publishers cost one write(2) between them, and each Put
-// still returns only once its messages are in the queue.
+// commit), so many publishers cost one write(2) between them.
+//
+// A backlog opened with a WriteBehind allowance lets Put return before its
+// messages are written while no more than that many are waiting for the
+// disk, as nsqd's topic queue holds published messages in memory ahead of
+// the channels' disk queues. A writer goroutine drains them in large
+// records. Past the allowance, and always without one, a Put returns only
+// once its messages are written (or have failed to be).
 //
 // The number of messages in the queue is a counter the backlog keeps
 // itself, so Depth never waits on the queue's goroutine (which blocks while
 // it fsyncs). Records written by nsqd v1.3.0 (one message each) read as
 // one-message batches.
 type Backlog struct {
-	name   string
-	queue  Queue
-	logger *slog.Logger
-	keeps  bool // false for an ephemeral backlog, which drops what it is given
+	name        string
+	queue       Queue
+	logger      *slog.Logger
+	keeps       bool  // false for an ephemeral backlog, which drops what it is given
+	writeBehind int64 // messages a Put may leave unwritten when it returns
 
-	mu      sync.Mutex
-	pending *writeGroup // messages waiting for the next write; guarded by mu
-	writing bool        // a Put is writing records now; guarded by mu
+	mu        sync.Mutex
+	pending   *writeGroup   // messages waiting for the next write; guarded by mu
+	writing   bool          // a writer is writing records now; guarded by mu
+	unwritten int64         // messages put and not yet written; guarded by mu
+	writeErr  error         // the last write's error, nil once one succeeds; guarded by mu
+	drained   chan struct{} // closed when the running drain ends; guarded by mu
+	closing   bool          // Close or Delete has begun; guarded by mu
+	hurry     chan struct{} // ends a drain's coalescing window early
+	current   *writeGroup   // the group being written; guarded by mu
 
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
@@ -53,7 +71,8 @@ type Backlog struct {
 
 	damagedRecords atomic.Int64
 	damagedFiles   atomic.Int64
-	suspect        atomic.Bool // depth may be off: damage was found or the queue emptied
+	lost           atomic.Int64 // messages put without waiting whose write failed
+	suspect        atomic.Bool  // depth may be off: damage was found or the queue emptied
 	reconciling    atomic.Bool
 	closed         chan struct{}
 	closeOnce      sync.Once
@@ -63,8 +82,10 @@ type Backlog struct {
 type writeGroup struct {
 	records [][]byte
 	counts  []int
+	total   int64
+	acked   int64         // messages of Puts that returned without waiting
+	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
-	promote chan struct{} // tells one waiting member to write the group
 	err     error
 }
 
@@ -74,6 +95,7 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // it.
 func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
+	b.writeBehind = max(o.WriteBehind, 0)
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
@@ -97,48 +119,105 @@ func newBacklog(name string, logger *slog.Logger, keeps bool) *Backlog {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Backlog{name: name, logger: logger.With("queue", name), keeps: keeps, closed: make(chan struct{})}
+	return &Backlog{name: name, logger: logger.With("queue", name), keeps: keeps,
+		closed: make(chan struct{}), hurry: make(chan struct{}, 1)}
 }
 
-// Put writes msgs to the queue and returns once they are there (or have
-// failed to get there).
+// Put queues msgs for the disk. It returns at once while the messages
+// waiting to be written fit the backlog's write-behind allowance and the
+// last write succeeded; otherwise it returns once they are written (or have
+// failed to be).
 func (b *Backlog) Put(msgs []protocol.Message) error {
 	if len(msgs) == 0 || !b.keeps {
 		return nil
 	}
 	b.activity.Add(1)
+	n := int64(len(msgs))
 	b.mu.Lock()
 	g := b.pending
 	if g == nil {
-		g = &writeGroup{done: make(chan struct{}), promote: make(chan struct{}, 1)}
+		g = &writeGroup{done: make(chan struct{})}
 		b.pending = g
 	}
 	g.add(msgs)
-	b.depth.Add(int64(len(msgs)))
+	b.depth.Add(n)
+	b.unwritten += n
+	wait := b.unwritten > b.writeBehind || b.writeErr != nil || b.closing
+	if wait {
+		g.waiters++
+	} else {
+		g.acked += n
+	}
 	if b.writing {
 		b.mu.Unlock()
-		select {
-		case <-g.done:
-			return g.err
-		case <-g.promote:
-			// The previous writer is done and chose this Put to write g.
-			b.mu.Lock()
+		if !wait {
+			return nil
 		}
+		select {
+		case b.hurry <- struct{}{}:
+		default:
+		}
+		<-g.done
+		return g.err
 	}
 	b.writing = true
+	if !wait {
+		// g stays pending for a moment, so the Puts of the next
+		// coalesceWindow join it in one record.
+		b.drained = make(chan struct{})
+		b.mu.Unlock()
+		go b.drain(nil)
+		return nil
+	}
 	b.pending = nil
 	b.mu.Unlock()
 
+	// This Put writes its own group and hands what arrived meanwhile to a
+	// drain, so it does not keep writing for others.
 	b.write(g)
-
 	b.mu.Lock()
 	if b.pending != nil {
-		b.pending.promote <- struct{}{} // buffered; sent once per group
+		next := b.pending
+		b.pending = nil
+		b.drained = make(chan struct{})
+		b.mu.Unlock()
+		go b.drain(next)
 	} else {
 		b.writing = false
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 	return g.err
+}
+
+// drain writes g and then every group put while it wrote, until none is
+// left. Given no group, it first lets the pending one gather Puts for
+// coalesceWindow, or until a Put waits for it.
+func (b *Backlog) drain(g *writeGroup) {
+	if g == nil {
+		window := time.NewTimer(coalesceWindow)
+		select {
+		case <-window.C:
+		case <-b.hurry:
+			window.Stop()
+		}
+	}
+	for {
+		b.mu.Lock()
+		if g == nil {
+			g = b.pending
+			b.pending = nil
+		}
+		if g == nil {
+			b.writing = false
+			close(b.drained)
+			b.drained = nil
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.write(g)
+		g = nil
+	}
 }
 
 // add encodes msgs into the group's records. b.mu must be held.
@@ -157,10 +236,17 @@ func (g *writeGroup) add(msgs []protocol.Message) {
 		g.records[last] = protocol.AppendMessage(rec, m)
 		g.counts[last]++
 	}
+	g.total += int64(len(msgs))
 }
 
 // write puts the group's records to the queue, then wakes its members.
+// Messages of a failed write are taken off the depth; those whose Puts
+// did not wait for it are lost, and said so in the log.
 func (b *Backlog) write(g *writeGroup) {
+	b.mu.Lock()
+	b.current = g
+	b.mu.Unlock()
+	var failed int64
 	for i, rec := range g.records {
 		if g.err == nil {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
@@ -170,11 +256,22 @@ func (b *Backlog) write(g *writeGroup) {
 			}
 		}
 		if g.err != nil {
-			b.depth.Add(-int64(g.counts[i]))
+			failed += int64(g.counts[i])
 		}
 		recordPool.Put(&rec)
 	}
 	g.records = nil
+	b.depth.Add(-failed)
+	b.mu.Lock()
+	b.unwritten -= g.total
+	b.writeErr = g.err
+	b.current = nil
+	b.mu.Unlock()
+	if lost := min(failed, g.acked); lost > 0 {
+		n := b.lost.Add(lost)
+		b.logger.Error("lost messages acknowledged before their write failed",
+			"err", g.err, "messages", lost, "lost_total", n)
+	}
 	close(g.done)
 }
 
@@ -260,8 +357,25 @@ func (b *Backlog) reconcile() {
 	}
 }
 
-// Empty removes every message from the queue.
+// Empty removes every message put before it: those on disk, those
+// waiting to be written, and those being written (it waits for that write
+// to end).
 func (b *Backlog) Empty() error {
+	b.mu.Lock()
+	writing := b.current
+	if g := b.pending; g != nil {
+		b.pending = nil
+		b.unwritten -= g.total
+		for _, rec := range g.records {
+			recordPool.Put(&rec)
+		}
+		g.records = nil
+		close(g.done)
+	}
+	b.mu.Unlock()
+	if writing != nil {
+		<-writing.done
+	}
 	err := b.queue.Empty()
 	b.depth.Store(0)
 	b.markSuspect()
@@ -283,6 +397,17 @@ func (b *Backlog) Delete() error {
 func (b *Backlog) finish(end func() error) error {
 	var err error
 	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closing = true // later Puts write before they return
+		drained := b.drained
+		b.mu.Unlock()
+		if drained != nil {
+			select {
+			case b.hurry <- struct{}{}:
+			default:
+			}
+			<-drained
+		}
 		close(b.closed)
 		if b.syncer != nil {
 			b.syncer.stop()

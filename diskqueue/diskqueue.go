@@ -42,6 +42,10 @@ type Options struct {
 	SyncTimeout     time.Duration // and at least this often while dirty
 	Logger          *slog.Logger
 
+	// WriteBehind is how many messages a Backlog's Puts may leave waiting
+	// for the disk when they return; 0 makes every Put wait for its write.
+	WriteBehind int64
+
 	// onBadFile hears each time go-diskqueue sets a damaged file aside.
 	onBadFile func()
 }
