@@ -113,6 +113,12 @@ func New(opts *Options) (*Broker, error) {
 	return b, nil
 }
 
+// maxWriteBehind bounds the messages a disk queue may have acknowledged
+// and not yet written: enough for a publisher to fill the next record
+// while the last is written, few enough that the writing never outlasts
+// the publishing by much.
+const maxWriteBehind = 16384
+
 func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 	if ephemeral {
 		return diskqueue.NewDiscardBacklog()
@@ -126,11 +132,11 @@ func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 		SyncEvery:       b.opts.SyncEvery,
 		SyncTimeout:     b.opts.SyncTimeout,
 		Logger:          b.logger,
-		// As many messages as a memory queue holds may be acknowledged
-		// ahead of their write, as nsqd's topic queue holds them ahead of
-		// its channels' disk queues; --mem-queue-size=0 writes before every
-		// acknowledgement.
-		WriteBehind: b.opts.MemQueueSize,
+		// A few records' worth of messages may be acknowledged ahead of
+		// their write, so publishers and the disk work in parallel; never
+		// more than a memory queue holds, so --mem-queue-size=0 writes
+		// before every acknowledgement.
+		WriteBehind: min(b.opts.MemQueueSize, maxWriteBehind),
 	})
 }
 

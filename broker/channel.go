@@ -23,9 +23,11 @@ var errExiting = errors.New("exiting")
 // timer. In-flight messages belong to the client they were sent to.
 //
 // The disk queue hands out records of many messages. A client's pump that
-// takes a record keeps the messages it has room for and leaves the rest in
-// fromDisk, which every client of the channel serves first: those messages
-// are older than anything in memory.
+// takes a record puts its messages in fromDisk, which every client of the
+// channel serves, and takes the next only once fromDisk has run dry, so a
+// backlog is read as it is delivered rather than all at once. Clients take
+// the older of the two queues' next messages: memory fills before the disk
+// does, but once memory has drained, the disk holds the older ones.
 type Channel struct {
 	topicName string
 	name      string
@@ -186,8 +188,8 @@ func (c *Channel) writeWireToBackend(wire []protocol.Message) error {
 	return nil
 }
 
-// pushFromDisk queues messages a client's pump read from the disk queue
-// and could not take itself, ahead of memory, and wakes idle clients.
+// pushFromDisk queues the messages of a record a client's pump read from
+// the disk queue, and wakes idle clients.
 func (c *Channel) pushFromDisk(msgs []*message) {
 	if len(msgs) == 0 {
 		return
@@ -265,22 +267,31 @@ func (c *Channel) wakeWaitersLocked() {
 	clear(c.waiting)
 }
 
-// pop appends up to n messages to dst, those read from disk first. When
-// there are none it registers cl to be woken by the next put.
-func (c *Channel) pop(dst []*message, n int, cl *client) []*message {
+// pop appends up to n messages to dst, the older of fromDisk's and
+// memory's next message each time, and says whether fromDisk is left
+// empty (time for the next disk record). When there are none it registers
+// cl to be woken by the next put.
+func (c *Channel) pop(dst []*message, n int, cl *client) (_ []*message, diskDry bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.memory.len() == 0 && c.fromDisk.len() == 0 {
 		if !c.exiting {
 			c.waiting[cl] = struct{}{}
 		}
-		c.mu.Unlock()
-		return dst
+		return dst, true
 	}
-	start := len(dst)
-	dst = c.fromDisk.popInto(dst, n)
-	dst = c.memory.popInto(dst, n-(len(dst)-start))
-	c.mu.Unlock()
-	return dst
+	for ; n > 0; n-- {
+		d, m := c.fromDisk.peek(), c.memory.peek()
+		switch {
+		case d == nil && m == nil:
+			return dst, true
+		case m == nil || (d != nil && d.Timestamp <= m.Timestamp):
+			dst = append(dst, c.fromDisk.pop())
+		default:
+			dst = append(dst, c.memory.pop())
+		}
+	}
+	return dst, c.fromDisk.len() == 0
 }
 
 func (c *Channel) addClient(cl *client) error {

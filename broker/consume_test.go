@@ -448,3 +448,89 @@ func TestMPUBBufferReuseKeepsQueuedBodies(t *testing.T) {
 		sub.send(t, "FIN", nil, string(m.ID[:]))
 	}
 }
+
+// subscribedChannel creates topic and channel before anything is
+// published, so every publish reaches the channel's own queues.
+func subscribedChannel(t *testing.T, b *Broker, topic, channel string) *Channel {
+	t.Helper()
+	tp, err := b.Topic(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := tp.Channel(channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// Memory fills before the disk does, so its messages are older: a
+// consumer gets them first, then the disk's, in publish order. Once
+// memory has drained and fills again, the disk's are the older ones.
+func TestOldestFirstAcrossMemoryAndDisk(t *testing.T) {
+	b := startTestBroker(t, func(o *Options) { o.MemQueueSize = 10 })
+	subscribedChannel(t, b, "order", "c")
+	p := newProducer(t, b, nil)
+	var want []string
+	for i := 0; i < 30; i++ {
+		want = append(want, fmt.Sprintf("m%02d", i))
+		if err := p.Publish("order", []byte(want[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 1
+	h := &collector{}
+	newConsumer(t, b, "order", "c", cfg, h)
+	waitFor(t, 5*time.Second, "30 messages", func() bool { return h.count() == 30 })
+	if got := strings.Join(h.snapshot(), " "); got != strings.Join(want, " ") {
+		t.Fatalf("delivered in the order\n%s\nwant\n%s", got, strings.Join(want, " "))
+	}
+}
+
+// A consumer's pump reads the next disk record only once the messages of
+// the last are handed out: a backlog is read as it is delivered, not
+// pulled into memory a record per FIN.
+func TestDiskBacklogReadAsDelivered(t *testing.T) {
+	b := startTestBroker(t, func(o *Options) { o.MemQueueSize = 0 })
+	ch := subscribedChannel(t, b, "backlog", "c")
+	p := newProducer(t, b, nil)
+	const batches, perBatch = 20, 100
+	for i := 0; i < batches; i++ {
+		bodies := make([][]byte, perBatch)
+		for j := range bodies {
+			bodies[j] = []byte(fmt.Sprintf("b%d-%d", i, j))
+		}
+		if err := p.MultiPublish("backlog", bodies); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	const held = 6
+	h := &collector{}
+	h.handle = func(*nsq.Message) error {
+		if h.count() == held {
+			<-release // hold the consumer's one RDY
+		}
+		return nil
+	}
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 1
+	newConsumer(t, b, "backlog", "c", cfg, h)
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d messages", held), func() bool { return h.count() == held })
+	ch.mu.Lock()
+	queued := ch.fromDisk.len()
+	ch.mu.Unlock()
+	if queued >= perBatch {
+		t.Fatalf("%d messages read off disk and waiting after %d deliveries; want fewer than one record (%d)", queued, held, perBatch)
+	}
+	close(release)
+	waitFor(t, 10*time.Second, "every message", func() bool { return h.count() == batches*perBatch })
+}

@@ -114,6 +114,14 @@ func (q *messageQueue) push(m *message) {
 	q.size++
 }
 
+// peek returns the next message to pop, or nil.
+func (q *messageQueue) peek() *message {
+	if q.size == 0 {
+		return nil
+	}
+	return q.head.msgs[q.first]
+}
+
 func (q *messageQueue) pop() *message {
 	if q.size == 0 {
 		return nil

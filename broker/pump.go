@@ -39,6 +39,7 @@ func (c *client) pump() {
 	var timeoutAt int64 // when the timer fires; 0 when not armed
 
 	dirty := false
+	diskDry := true // the channel's fromDisk was empty at the last pop
 
 	for {
 		if hb := c.heartbeatNS.Load(); hb != heartbeatNS {
@@ -55,9 +56,9 @@ func (c *client) pump() {
 
 		ch := c.channel.Load()
 		capacity := c.readyCapacity()
-		if capacity > 0 && ch.backend.Depth() > 0 {
-			// Messages on disk are older than those in memory: take
-			// the next record if the disk queue has it ready.
+		if capacity > 0 && diskDry && ch.backend.Depth() > 0 {
+			// Take the next record if the disk queue has it ready, so
+			// pop can weigh its messages against memory's.
 			select {
 			case rec := <-ch.backend.ReadChan():
 				c.takeRecord(ch, rec)
@@ -66,7 +67,7 @@ func (c *client) pump() {
 		}
 		if capacity > 0 {
 			batch := c.batchFor(capacity)
-			batch = ch.pop(batch, min(capacity, maxBatch), c)
+			batch, diskDry = ch.pop(batch, min(capacity, maxBatch), c)
 			c.batch = batch
 			if len(batch) > 0 {
 				if err := c.sendMessages(ch, batch); err != nil {
