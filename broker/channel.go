@@ -113,31 +113,32 @@ func (c *Channel) put(msgs []*message) error {
 }
 
 // putNew queues the messages of a publish, given as they go on the wire:
-// the ones that fit in memory (all of them when deferred) get a message
-// of their own, the rest go to disk as they are. wire is the caller's.
-// It returns how many were kept in memory.
-func (c *Channel) putNew(wire []protocol.Message, due int64) (int, error) {
+// those that fit in memory as entries of the publish's packed copy (made
+// once for all channels, by shared), deferred ones as messages of their
+// own, and the rest on disk as they are. wire is the caller's. kept says
+// whether messages still refer to wire's bodies (deferred ones do).
+func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (kept bool, err error) {
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
-		return 0, errExiting
+		return false, errExiting
 	}
 	inMemory := len(wire)
-	if due == 0 {
-		inMemory = roomFor(len(wire), c.cfg.memQueueSize, c.memory.len())
-	}
-	backing := newMessages(wire[:inMemory], due)
-	for i := range backing {
-		if due > 0 {
+	if due > 0 {
+		backing := newMessages(wire, due)
+		for i := range backing {
 			c.pushDeferredLocked(&backing[i])
-		} else {
-			c.memory.push(&backing[i])
+		}
+	} else {
+		inMemory = roomFor(len(wire), c.cfg.memQueueSize, c.memory.len())
+		if inMemory > 0 {
+			c.memory.pushPacked(shared.get(wire), 0, inMemory)
 		}
 	}
 	c.messageCount.Add(uint64(len(wire)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return inMemory, c.writeWireToBackend(wire[inMemory:])
+	return due > 0, c.writeWireToBackend(wire[inMemory:])
 }
 
 // requeue returns a message that was in flight: at once to the back of the
@@ -280,16 +281,23 @@ func (c *Channel) pop(dst []*message, n int, cl *client) (_ []*message, diskDry 
 		}
 		return dst, true
 	}
-	for ; n > 0; n-- {
-		d, m := c.fromDisk.peek(), c.memory.peek()
+	for n > 0 {
+		dts, fromDisk := c.fromDisk.headTimestamp()
+		mts, fromMemory := c.memory.headTimestamp()
+		before := len(dst)
 		switch {
-		case d == nil && m == nil:
+		case !fromDisk && !fromMemory:
 			return dst, true
-		case m == nil || (d != nil && d.Timestamp <= m.Timestamp):
-			dst = append(dst, c.fromDisk.pop())
+		case !fromMemory:
+			dst = c.fromDisk.popInto(dst, n)
+		case !fromDisk:
+			dst = c.memory.popInto(dst, n)
+		case dts <= mts:
+			dst = c.fromDisk.popUntil(dst, n, mts)
 		default:
-			dst = append(dst, c.memory.pop())
+			dst = c.memory.popUntil(dst, n, dts-1)
 		}
+		n -= len(dst) - before
 	}
 	return dst, c.fromDisk.len() == 0
 }

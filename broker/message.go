@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"math"
 	"sync"
 
 	"wren/protocol"
@@ -78,83 +79,150 @@ func newMessages(wire []protocol.Message, due int64) []message {
 	return backing
 }
 
-// messageQueue is a FIFO of messages kept in fixed-size blocks: pushing
-// never copies what is queued (a ring that doubles copied every pointer,
-// and held up to twice the room it needed), and a block is let go as soon
-// as its last message is popped. Not safe for concurrent use.
-type messageQueue struct {
-	head, tail *queueBlock
-	first      int // index of the next message to pop in head
-	size       int
+// packed is the messages of one publish as a queue holds them until they
+// are delivered: the bodies copied into one buffer and a fixed-size entry
+// per message. Neither holds a pointer, so the garbage collector has
+// nothing to trace in a memory queue however long it grows, and a queued
+// message costs its 32-byte entry and its body. Channels of the same topic
+// share one. A message gets a *message only when it is popped.
+type packed struct {
+	bodies  []byte
+	entries []packedEntry
 }
 
-// queueBlockSize is how many messages one block holds: 2 KiB of pointers.
-const queueBlockSize = 256
+type packedEntry struct {
+	id        protocol.MessageID
+	timestamp int64
+	off, size uint32
+}
 
-type queueBlock struct {
-	msgs [queueBlockSize]*message
-	n    int // slots filled
-	next *queueBlock
+// pack copies wire's messages (attempts 0, as published) into a packed.
+func pack(wire []protocol.Message) *packed {
+	size := 0
+	for i := range wire {
+		size += len(wire[i].Body)
+	}
+	p := &packed{bodies: make([]byte, 0, size), entries: make([]packedEntry, len(wire))}
+	for i := range wire {
+		m := &wire[i]
+		p.entries[i] = packedEntry{id: m.ID, timestamp: m.Timestamp, off: uint32(len(p.bodies)), size: uint32(len(m.Body))}
+		p.bodies = append(p.bodies, m.Body...)
+	}
+	return p
+}
+
+// lazyPack packs a publish the first time a channel keeps some of it in
+// memory, so channels share one copy and a publish that goes wholly to
+// disk makes none.
+type lazyPack struct{ p *packed }
+
+func (l *lazyPack) get(wire []protocol.Message) *packed {
+	if l.p == nil {
+		l.p = pack(wire)
+	}
+	return l.p
+}
+
+// queueRun is one queued message (m), or the entries [from, to) of a
+// packed publish.
+type queueRun struct {
+	m        *message
+	p        *packed
+	from, to int
+}
+
+// messageQueue is a FIFO of messages kept as runs: a publish queued in
+// memory is one run however many messages it has, and a requeued message
+// is a run of its own. Not safe for concurrent use.
+type messageQueue struct {
+	runs []queueRun
+	size int // messages
 }
 
 func (q *messageQueue) len() int { return q.size }
 
 func (q *messageQueue) push(m *message) {
-	if q.tail == nil || q.tail.n == queueBlockSize {
-		b := &queueBlock{}
-		if q.tail == nil {
-			q.head, q.first = b, 0
-		} else {
-			q.tail.next = b
-		}
-		q.tail = b
-	}
-	q.tail.msgs[q.tail.n] = m
-	q.tail.n++
+	q.runs = append(q.runs, queueRun{m: m})
 	q.size++
 }
 
-// peek returns the next message to pop, or nil.
-func (q *messageQueue) peek() *message {
-	if q.size == 0 {
-		return nil
+// pushPacked queues entries [from, to) of p.
+func (q *messageQueue) pushPacked(p *packed, from, to int) {
+	if from >= to {
+		return
 	}
-	return q.head.msgs[q.first]
+	q.runs = append(q.runs, queueRun{p: p, from: from, to: to})
+	q.size += to - from
 }
 
-func (q *messageQueue) pop() *message {
+// headTimestamp is the publish time of the next message; ok is false when
+// the queue is empty.
+func (q *messageQueue) headTimestamp() (ts int64, ok bool) {
 	if q.size == 0 {
-		return nil
+		return 0, false
 	}
-	b := q.head
-	m := b.msgs[q.first]
-	b.msgs[q.first] = nil
-	q.first++
-	q.size--
-	if q.first == b.n && (b.n == queueBlockSize || q.size == 0) {
-		// The block is used up: let it go (or, being the last one, reuse it).
-		if b.next == nil {
-			b.n, q.first = 0, 0
-		} else {
-			q.head, q.first = b.next, 0
-		}
+	r := &q.runs[0]
+	if r.m != nil {
+		return r.m.Timestamp, true
 	}
-	return m
+	return r.p.entries[r.from].timestamp, true
 }
 
 // popInto appends up to n messages to dst.
 func (q *messageQueue) popInto(dst []*message, n int) []*message {
-	for ; n > 0 && q.size > 0; n-- {
-		dst = append(dst, q.pop())
+	return q.popUntil(dst, n, math.MaxInt64)
+}
+
+// popUntil appends up to n messages to dst, stopping at the first
+// published after limit (Unix ns). The messages of a packed run are
+// made in one allocation.
+func (q *messageQueue) popUntil(dst []*message, n int, limit int64) []*message {
+	for n > 0 && q.size > 0 {
+		r := &q.runs[0]
+		if r.m != nil {
+			if r.m.Timestamp > limit {
+				break
+			}
+			dst = append(dst, r.m)
+			n--
+			q.size--
+			q.advance()
+			continue
+		}
+		if r.p.entries[r.from].timestamp > limit {
+			break // a publish's messages share one timestamp
+		}
+		k := min(n, r.to-r.from)
+		backing := make([]message, k)
+		for i := range backing {
+			e := &r.p.entries[r.from+i]
+			end := e.off + e.size
+			backing[i].Message = protocol.Message{ID: e.id, Timestamp: e.timestamp, Body: r.p.bodies[e.off:end:end]}
+			dst = append(dst, &backing[i])
+		}
+		r.from += k
+		n -= k
+		q.size -= k
+		if r.from == r.to {
+			q.advance()
+		}
 	}
 	return dst
 }
 
+// advance drops the head run.
+func (q *messageQueue) advance() {
+	q.runs[0] = queueRun{}
+	q.runs = q.runs[1:]
+	if len(q.runs) == 0 {
+		q.runs = q.runs[:0:0] // let the emptied array go
+	}
+}
+
 // drain removes and returns every message.
 func (q *messageQueue) drain() []*message {
-	out := make([]*message, 0, q.size)
-	out = q.popInto(out, q.size)
-	q.head, q.tail, q.first = nil, nil, 0
+	out := q.popInto(make([]*message, 0, q.size), q.size)
+	q.runs, q.size = nil, 0
 	return out
 }
 

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"unsafe"
+
+	"wren/protocol"
 )
 
 // The block queue keeps FIFO order through any mix of pushes, pops,
@@ -48,10 +50,55 @@ func TestMessageQueueOrder(t *testing.T) {
 	}
 }
 
-// A queued message costs no more than in nsqd v1.3.0, whose *Message is
-// 112 bytes: wren's is smaller, and its queue slot is one pointer.
+// A queued message costs less than in nsqd v1.3.0, whose *Message is
+// 112 bytes besides its body: wren queues a 32-byte entry, and makes a
+// message (96 bytes) only for one it delivers.
 func TestMessageSize(t *testing.T) {
+	if size := unsafe.Sizeof(packedEntry{}); size > 32 {
+		t.Fatalf("packed entry is %d bytes, want at most 32", size)
+	}
 	if size := unsafe.Sizeof(message{}); size > 96 {
 		t.Fatalf("message is %d bytes, want at most 96", size)
+	}
+}
+
+// Packed publishes and single messages keep one FIFO order, and popUntil
+// stops at the first message published after its limit.
+func TestMessageQueuePacked(t *testing.T) {
+	wire := make([]protocol.Message, 5)
+	for i := range wire {
+		wire[i] = protocol.Message{ID: protocol.MessageID{byte('a' + i)}, Timestamp: 10, Body: []byte{byte('0' + i)}}
+	}
+	p := pack(wire)
+	wire[0].Body[0] = 'x' // the queue holds a copy
+	var q messageQueue
+	q.pushPacked(p, 0, 3)
+	single := &message{Message: protocol.Message{Timestamp: 20, Body: []byte("s")}}
+	q.push(single)
+	q.pushPacked(p, 3, 5)
+	if q.len() != 6 {
+		t.Fatalf("len %d, want 6", q.len())
+	}
+	if ts, ok := q.headTimestamp(); !ok || ts != 10 {
+		t.Fatalf("headTimestamp = %d, %v; want 10, true", ts, ok)
+	}
+	got := q.popInto(nil, 2)
+	if len(got) != 2 || string(got[0].Body) != "0" || got[1].ID[0] != 'b' || got[1].Timestamp != 10 {
+		t.Fatalf("popped %+v", got)
+	}
+	got = q.popUntil(nil, 10, 15) // stops before the single message
+	if len(got) != 1 || string(got[0].Body) != "2" {
+		t.Fatalf("popUntil(15) = %d messages", len(got))
+	}
+	got = q.popUntil(nil, 10, 15)
+	if len(got) != 0 {
+		t.Fatalf("popUntil(15) past a later message = %d messages", len(got))
+	}
+	rest := q.drain()
+	if len(rest) != 3 || rest[0] != single || string(rest[2].Body) != "4" || q.len() != 0 {
+		t.Fatalf("drained %d messages, len %d", len(rest), q.len())
+	}
+	if cap(rest[1].Body) != 1 {
+		t.Fatalf("a popped body's capacity runs into the next body: %d", cap(rest[1].Body))
 	}
 }

@@ -83,8 +83,8 @@ func (t *Topic) Publish(bodies [][]byte, delay time.Duration) error {
 }
 
 // publish is Publish, also saying whether any message kept a reference
-// to the bodies (was queued in memory or deferred rather than written to
-// disk), so a caller whose bodies all went to disk may reuse their buffer.
+// to the bodies (a deferred one; memory queues keep a packed copy and
+// disk queues their own), so a caller may otherwise reuse their buffer.
 func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err error) {
 	now := time.Now().UnixNano()
 	var due int64
@@ -125,22 +125,26 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	}
 	// Deferred messages stay in memory so their delay is never lost.
 	inMemory := len(wire)
-	if due == 0 {
+	if due > 0 {
+		backing := newMessages(wire, due)
+		for i := range backing {
+			t.memory.push(&backing[i])
+		}
+	} else {
 		inMemory = roomFor(len(wire), t.cfg.memQueueSize, t.memory.len())
-	}
-	backing := newMessages(wire[:inMemory], due)
-	for i := range backing {
-		t.memory.push(&backing[i])
+		if inMemory > 0 {
+			t.memory.pushPacked(pack(wire[:inMemory]), 0, inMemory)
+		}
 	}
 	t.mu.Unlock()
 	t.wakePump()
 	if err := t.backend.Put(wire[inMemory:]); err != nil {
 		t.cfg.setHealth(err)
-		return inMemory > 0, err
+		return due > 0, err
 	}
 	t.messageCount.Add(uint64(len(wire)))
 	t.messageBytes.Add(size)
-	return inMemory > 0, nil
+	return due > 0, nil
 }
 
 // roomFor is how many of n messages fit in a memory queue of size limit
@@ -153,9 +157,10 @@ func roomFor(n int, limit int64, queued int) int {
 // be held (read or write).
 func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) (kept bool, err error) {
 	var errs []error
+	var shared lazyPack
 	for _, ch := range t.channelList {
-		inMemory, err := ch.putNew(wire, due)
-		kept = kept || inMemory > 0
+		chKept, err := ch.putNew(wire, due, &shared)
+		kept = kept || chKept
 		if err != nil && !errors.Is(err, errExiting) {
 			errs = append(errs, err)
 		}
