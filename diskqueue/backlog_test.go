@@ -279,10 +279,18 @@ func TestBacklogEmptyAndDiscard(t *testing.T) {
 	wantBacklogDepth(t, d, 0)
 }
 
+// BenchmarkBacklogPut measures Puts of 1 or 200 messages, each waiting
+// for its write, or leaving up to 16,384 messages to a drain as the
+// broker does at the default --mem-queue-size.
 func BenchmarkBacklogPut(b *testing.B) {
-	for _, n := range []int{1, 200} {
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+	for _, bench := range []struct {
+		n      int
+		behind int64
+	}{{1, 0}, {200, 0}, {1, 16384}, {200, 16384}} {
+		n := bench.n
+		b.Run(fmt.Sprintf("batch=%d/write-behind=%d", n, bench.behind), func(b *testing.B) {
 			o := backlogOptions(&testing.T{}, b.TempDir())
+			o.WriteBehind = bench.behind
 			o.Logger = slog.New(slog.DiscardHandler)
 			o.SyncEvery = 1 << 30
 			o.SyncTimeout = time.Hour
