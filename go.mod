@@ -10,4 +10,9 @@ require (
 	github.com/nsqio/go-nsq v1.1.0
 )
 
-require github.com/julienschmidt/httprouter v1.3.0
+require (
+	github.com/julienschmidt/httprouter v1.3.0
+	github.com/segmentio/nsq-go v1.2.10
+)
+
+require github.com/pkg/errors v0.9.1 // indirect

@@ -557,9 +557,11 @@ func buildTLSConfig(o *Options) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
 	}
+	// As in nsqd, no client certificate is asked for unless a policy says
+	// so: one from any other CA is then never refused.
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientAuth:   tls.NoClientCert,
 		MinVersion:   uint16(o.TLSMinVersion),
 	}
 	switch o.TLSClientAuthPolicy {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -531,6 +532,9 @@ func (v *v2Conn) mpub(p [][]byte) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
+	if body, perr = v.readMPUBRest(body); perr != nil {
+		return nil, perr
+	}
 	buf.body = body
 	buf.bodies, perr = protocol.AppendMPUB(buf.bodies[:0], body, v.cfg.maxMsgSize, v.cfg.maxBodySize)
 	if perr != nil {
@@ -542,6 +546,26 @@ func (v *v2Conn) mpub(p [][]byte) ([]byte, *protocol.Error) {
 		return nil, protocol.NewError(protocol.CodeMPubFailed, "MPUB failed "+err.Error()).Wrap(err)
 	}
 	return protocol.ResponseOK, nil
+}
+
+// readMPUBRest reads what an MPUB body holds past its declared size:
+// clients that declare only the message bytes (nsq.js, segmentio's
+// nsq-go) send the count and the sizes besides, and nsqd reads the
+// messages by their own sizes. Nothing past the last message is read.
+func (v *v2Conn) readMPUBRest(body []byte) ([]byte, *protocol.Error) {
+	var scan protocol.MPUBScanner
+	for {
+		need, perr := scan.Need(body, v.cfg.maxMsgSize, v.cfg.maxBodySize)
+		if perr != nil || need == 0 {
+			return body, perr
+		}
+		body = slices.Grow(body, need)
+		n := len(body)
+		body = body[:n+need]
+		if _, err := io.ReadFull(v.c.reader, body[n:]); err != nil {
+			return nil, protocol.NewError(protocol.CodeBadMessage, "MPUB failed to read message body").Wrap(err)
+		}
+	}
 }
 
 // mpubBuffer is what an MPUB is read into. Both slices go back to

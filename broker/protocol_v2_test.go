@@ -445,6 +445,16 @@ func TestV2MPub(t *testing.T) {
 			wantResp: "OK",
 		},
 		{
+			// Read past the short declared size, message by message, the
+			// message bytes are still bounded by --max-body-size.
+			name: "declared size short, messages past max body size",
+			opts: func(o *Options) { o.MaxBodySize, o.MaxMsgSize = 100, 100 },
+			send: rawWithBody("MPUB", 100, rawMPUBBody(2,
+				rawMPUBOKEntry(strings.Repeat("x", 60)), rawMPUBOKEntry(strings.Repeat("y", 60))), "mpub_t"),
+			wantErr: "E_BAD_BODY MPUB body too big 120 > 100",
+			closed:  true,
+		},
+		{
 			// nsqd reads the messages from the stream, so bytes past the
 			// last message inside the declared size run as the next
 			// command; wren holds MPUB to its declared size.
@@ -454,6 +464,35 @@ func TestV2MPub(t *testing.T) {
 			closed:  true,
 		},
 	})
+}
+
+// nsq.js and segmentio's nsq-go declare an MPUB body size that counts
+// only the message bytes; nsqd reads each message by its own size, and so
+// does wren: the publish succeeds, and the command after it on the same
+// connection is read from the right place.
+func TestV2MPubDeclaredSizeOfMessagesOnly(t *testing.T) {
+	b := startTestBroker(t, nil)
+	ch := subscribedChannel(t, b, "nsqjs", "c")
+	c := dialRaw(t, b)
+	// As nsq.js frames ['foo','bar','baz']: 9 declared, 25 sent.
+	mpub := rawWithBody("MPUB", 9, rawMPUBBody(3, rawMPUBOKEntry("foo"), rawMPUBOKEntry("bar"), rawMPUBOKEntry("baz")), "nsqjs")
+	c.sendRaw(t, rawConcat(mpub, rawCmd("PUB", []byte("qux"), "nsqjs")))
+	c.expectResponse(t, "OK")
+	c.expectResponse(t, "OK")
+	if got := ch.Depth(); got != 4 {
+		t.Fatalf("channel depth %d after the MPUB and the PUB, want 4", got)
+	}
+	sub := dialRaw(t, b)
+	sub.send(t, "SUB", nil, "nsqjs", "c")
+	sub.expectResponse(t, "OK")
+	sub.send(t, "RDY", nil, "4")
+	var got []string
+	for range 4 {
+		got = append(got, string(sub.expectMessage(t).Body))
+	}
+	if strings.Join(got, ",") != "foo,bar,baz,qux" {
+		t.Fatalf("delivered %v, want foo, bar, baz, qux", got)
+	}
 }
 
 // TestV2MPubIsAtomic checks that an MPUB with one bad message queues none.

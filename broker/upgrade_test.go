@@ -130,3 +130,36 @@ func TestUpgrades(t *testing.T) {
 		})
 	}
 }
+
+// With no --tls-client-auth-policy, as in nsqd, the broker asks for no
+// client certificate, so one from another CA does not stop a client;
+// require-verify refuses it, and require takes any.
+func TestTLSClientCertificatePolicy(t *testing.T) {
+	certFile, keyFile, caFile := writeTestCertificates(t, t.TempDir())
+	otherCert, otherKey, _ := writeTestCertificates(t, t.TempDir()) // signed by another CA
+	clientCert, err := tls.LoadX509KeyPair(otherCert, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy string
+		ok     bool
+	}{{"", true}, {"require", true}, {"require-verify", false}} {
+		t.Run("policy="+tc.policy, func(t *testing.T) {
+			b := startTestBroker(t, func(o *Options) {
+				o.TLSCert, o.TLSKey, o.TLSRootCAFile = certFile, keyFile, caFile
+				o.TLSClientAuthPolicy = tc.policy
+			})
+			cfg := nsq.NewConfig()
+			cfg.TlsV1 = true
+			cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{clientCert}}
+			err := newProducer(t, b, cfg).Publish("policy", []byte("hello"))
+			if tc.ok && err != nil {
+				t.Fatalf("publish with a certificate from another CA: %v", err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatal("publish with a certificate from another CA succeeded under require-verify")
+			}
+		})
+	}
+}
