@@ -76,6 +76,10 @@ func New(opts *Options) (*Broker, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.TLSClientAuthPolicy != "" && opts.TLSRequired == TLSNotRequired {
+		// As in nsqd: a client certificate policy means TLS everywhere.
+		opts.TLSRequired = TLSRequiredEverywhere
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()

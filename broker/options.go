@@ -41,8 +41,8 @@ type Options struct {
 	SyncEvery       int64         `flag:"sync-every" help:"number of messages per diskqueue fsync"`
 	SyncTimeout     time.Duration `flag:"sync-timeout" help:"duration of time per diskqueue fsync"`
 
-	QueueScanWorkerPoolMax  int `flag:"queue-scan-worker-pool-max" help:"accepted for nsqd compatibility; wren times messages out per client and needs no scan workers"`
-	QueueScanSelectionCount int `flag:"queue-scan-selection-count" help:"accepted for nsqd compatibility; wren needs no queue scan"`
+	QueueScanWorkerPoolMax  int `flag:"queue-scan-worker-pool-max" help:"only nsqd's default (4) is accepted: wren times messages out per client, on time, and has no scan workers to size"`
+	QueueScanSelectionCount int `flag:"queue-scan-selection-count" help:"only nsqd's default (20) is accepted: wren has no queue scan to tune"`
 
 	MsgTimeout    time.Duration `flag:"msg-timeout" help:"default duration to wait before auto-requeing a message"`
 	MaxMsgTimeout time.Duration `flag:"max-msg-timeout" help:"maximum duration before a message will timeout"`
@@ -190,6 +190,10 @@ func (o *Options) Validate() error {
 	for _, p := range o.E2EProcessingLatencyPercentiles {
 		check(p > 0 && p <= 1, "--e2e-processing-latency-percentile %v must be in (0,1]", p)
 	}
+	// nsqd's queue scan has no counterpart to tune: a value other than
+	// nsqd's default is refused rather than accepted and ignored.
+	check(o.QueueScanWorkerPoolMax == 4, "--queue-scan-worker-pool-max=%d: wren has no queue scan workers (messages time out per client, on time); remove the flag", o.QueueScanWorkerPoolMax)
+	check(o.QueueScanSelectionCount == 20, "--queue-scan-selection-count=%d: wren has no queue scan to tune; remove the flag", o.QueueScanSelectionCount)
 	switch o.TLSClientAuthPolicy {
 	case "", "require", "require-verify":
 	default:

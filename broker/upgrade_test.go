@@ -133,7 +133,8 @@ func TestUpgrades(t *testing.T) {
 
 // With no --tls-client-auth-policy, as in nsqd, the broker asks for no
 // client certificate, so one from another CA does not stop a client;
-// require-verify refuses it, and require takes any.
+// require-verify refuses it, and require takes any. Either policy makes
+// TLS required.
 func TestTLSClientCertificatePolicy(t *testing.T) {
 	certFile, keyFile, caFile := writeTestCertificates(t, t.TempDir())
 	otherCert, otherKey, _ := writeTestCertificates(t, t.TempDir()) // signed by another CA
@@ -159,6 +160,12 @@ func TestTLSClientCertificatePolicy(t *testing.T) {
 			}
 			if !tc.ok && err == nil {
 				t.Fatal("publish with a certificate from another CA succeeded under require-verify")
+			}
+			if tc.policy != "" {
+				// A policy makes TLS required, as in nsqd.
+				c := dialRaw(t, b)
+				c.sendRaw(t, rawCmd("PUB", []byte("plain"), "policy"))
+				c.expectError(t, "E_INVALID cannot PUB in current state (TLS required)")
 			}
 		})
 	}
