@@ -170,3 +170,28 @@ func TestTLSClientCertificatePolicy(t *testing.T) {
 		})
 	}
 }
+
+// --tls-min-version refuses a client that cannot reach it: at tls1.3, a
+// client capped at TLS 1.2 fails the upgrade and one allowed 1.3 passes.
+func TestTLSMinVersion(t *testing.T) {
+	certFile, keyFile, _ := writeTestCertificates(t, t.TempDir())
+	b := startTestBroker(t, func(o *Options) {
+		o.TLSCert, o.TLSKey = certFile, keyFile
+		o.TLSMinVersion = tls.VersionTLS13
+	})
+	for _, tc := range []struct {
+		name string
+		max  uint16
+		ok   bool
+	}{{"client at most TLS 1.2", tls.VersionTLS12, false}, {"client allows TLS 1.3", tls.VersionTLS13, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := nsq.NewConfig()
+			cfg.TlsV1 = true
+			cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true, MaxVersion: tc.max}
+			err := newProducer(t, b, cfg).Publish("minversion", []byte("hello"))
+			if (err == nil) != tc.ok {
+				t.Fatalf("publish: %v, want success %v", err, tc.ok)
+			}
+		})
+	}
+}

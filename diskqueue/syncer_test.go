@@ -3,7 +3,9 @@ package diskqueue
 import (
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
+	"time"
 )
 
 // An fsync is asked for once every SyncEvery messages, counted across
@@ -71,5 +73,31 @@ func TestSyncerJumpsGaps(t *testing.T) {
 	defer s.file.Close()
 	if s.fileNum != 6 {
 		t.Fatalf("synced file %d, want 6", s.fileNum)
+	}
+}
+
+// SyncTimeout (--sync-timeout) syncs a queue that has been written to
+// even when SyncEvery is far off: go-diskqueue's sync also writes the
+// metadata file, which otherwise appears only on Close.
+func TestSyncTimeoutSyncsWithoutSyncEvery(t *testing.T) {
+	o := backlogOptions(t, t.TempDir())
+	o.SyncEvery = 1 << 30
+	o.SyncTimeout = 50 * time.Millisecond
+	b := openBacklog(t, o)
+	if err := b.Put(messages(0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		// depth (in records), read file,position, write file,position
+		data, err := os.ReadFile(metadataPath(o))
+		lines := strings.Split(string(data), "\n")
+		if err == nil && len(lines) >= 3 && lines[0] == "1" && !strings.HasSuffix(lines[2], ",0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metadata after %s: %q, %v; want a sync recording the record written", waitTimeout, data, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
