@@ -7,11 +7,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,6 +193,32 @@ func TestTLSMinVersion(t *testing.T) {
 			err := newProducer(t, b, cfg).Publish("minversion", []byte("hello"))
 			if (err == nil) != tc.ok {
 				t.Fatalf("publish: %v, want success %v", err, tc.ok)
+			}
+			if !tc.ok {
+				return
+			}
+			// /stats shows the consumer's TLS session as nsqd does.
+			newConsumer(t, b, "minversion", "c", cfg, &collector{})
+			var stats struct {
+				Topics []struct {
+					Channels []struct {
+						Clients []struct {
+							TLS         bool   `json:"tls"`
+							Version     string `json:"tls_version"`
+							CipherSuite string `json:"tls_cipher_suite"`
+						} `json:"clients"`
+					} `json:"channels"`
+				} `json:"topics"`
+			}
+			waitFor(t, 5*time.Second, "the TLS consumer in /stats", func() bool {
+				r := httpDo(t, b, "GET", "/stats?format=json&topic=minversion", nil)
+				if err := json.Unmarshal([]byte(r.body), &stats); err != nil {
+					t.Fatalf("/stats: %v in %s", err, r.body)
+				}
+				return len(stats.Topics) == 1 && len(stats.Topics[0].Channels) == 1 && len(stats.Topics[0].Channels[0].Clients) == 1
+			})
+			if c := stats.Topics[0].Channels[0].Clients[0]; !c.TLS || c.Version != "TLS1.3" || !strings.HasPrefix(c.CipherSuite, "TLS_") {
+				t.Fatalf("client in /stats: %+v, want tls, TLS1.3 and a cipher suite", c)
 			}
 		})
 	}
