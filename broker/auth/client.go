@@ -126,7 +126,7 @@ func (c *Client) Query(ctx context.Context, r Request) (*State, error) {
 	if n == 0 {
 		return nil, errors.New("no auth server configured")
 	}
-	var errs []error
+	var failed error // one line for the logs: "server: why; server: why"
 	start := c.start(n)
 	for i := range n {
 		endpoint := c.endpoints[(start+i)%n]
@@ -134,12 +134,17 @@ func (c *Client) Query(ctx context.Context, r Request) (*State, error) {
 		if err == nil {
 			return state, nil
 		}
-		errs = append(errs, fmt.Errorf("auth server %s: %w", RedactURL(endpoint), err))
+		err = fmt.Errorf("auth server %s: %w", RedactURL(endpoint), err)
+		if failed == nil {
+			failed = err
+		} else {
+			failed = fmt.Errorf("%w; %w", failed, err)
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, failed
 }
 
 // queryOne asks one server; a 403 is asked again over https at the port
