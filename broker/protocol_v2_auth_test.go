@@ -472,4 +472,9 @@ func TestAuthRequestMethodOption(t *testing.T) {
 	if got := NewOptions().AuthHTTPRequestMethod; got != "get" {
 		t.Errorf("default method %q, want get", got)
 	}
+	b := startTestBroker(t, func(o *Options) { o.AuthHTTPRequestMethod = "post" })
+	// A string option comes back as bare text, as nsqd sends it.
+	if r := httpDo(t, b, "GET", "/config/auth_http_request_method", nil); r.status != 200 || r.body != "post" {
+		t.Errorf("GET /config/auth_http_request_method: %d %q, want 200 post", r.status, r.body)
+	}
 }
