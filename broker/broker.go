@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,6 +185,9 @@ func (b *Broker) start() error {
 		}
 		b.tlsConfig = cfg
 		b.v2.tlsConfig = cfg
+	}
+	if err := b.startAuthClient(); err != nil {
+		return err
 	}
 	if err := b.loadMetadata(); err != nil {
 		return err
@@ -575,13 +577,9 @@ func buildTLSConfig(o *Options) (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	if o.TLSRootCAFile != "" {
-		pem, err := os.ReadFile(o.TLSRootCAFile)
+		pool, err := readRootCAFile(o.TLSRootCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading --tls-root-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-root-ca-file=%s holds no PEM certificates", o.TLSRootCAFile)
+			return nil, err
 		}
 		cfg.ClientCAs = pool
 	}

@@ -107,6 +107,8 @@ type client struct {
 	messageCount atomic.Uint64
 	finishCount  atomic.Uint64
 	requeueCount atomic.Uint64
+
+	auth clientAuth // see protocol_v2_auth.go
 }
 
 func newClient(id int64, conn net.Conn, settings protocol.ClientSettings, logger *slog.Logger) *client {

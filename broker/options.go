@@ -32,6 +32,7 @@ type Options struct {
 	LookupdTCPAddrs   []string `flag:"lookupd-tcp-address" cfg:"nsqlookupd_tcp_addresses" help:"lookupd TCP address (may be given multiple times)"`
 
 	AuthHTTPAddresses        []string      `flag:"auth-http-address" cfg:"auth_http_addresses" help:"<addr>:<port> or a full URL to query the auth server (may be given multiple times)"`
+	AuthHTTPRequestMethod    string        `flag:"auth-http-request-method" cfg:"auth_http_request_method" help:"HTTP method to use for auth server requests (get or post)"`
 	HTTPClientConnectTimeout time.Duration `flag:"http-client-connect-timeout" help:"timeout for HTTP connect"`
 	HTTPClientRequestTimeout time.Duration `flag:"http-client-request-timeout" help:"timeout for HTTP request"`
 
@@ -115,6 +116,7 @@ func NewOptions() *Options {
 		HTTPSAddress:     "0.0.0.0:4152",
 		BroadcastAddress: hostname,
 
+		AuthHTTPRequestMethod:    "get",
 		HTTPClientConnectTimeout: 2 * time.Second,
 		HTTPClientRequestTimeout: 5 * time.Second,
 
@@ -168,6 +170,7 @@ func (o *Options) Validate() error {
 	_, levelErr := ParseLogLevel(o.LogLevel)
 	check(levelErr == nil, "--log-level: %v", levelErr)
 	check(o.TCPAddress != "", "--tcp-address must not be empty")
+	check(o.AuthHTTPRequestMethod == "get" || o.AuthHTTPRequestMethod == "post", "--auth-http-request-method must be get or post, got %q", o.AuthHTTPRequestMethod)
 	check(o.MemQueueSize >= 0, "--mem-queue-size must be >= 0, got %d", o.MemQueueSize)
 	check(o.MaxBytesPerFile > 0, "--max-bytes-per-file must be > 0, got %d", o.MaxBytesPerFile)
 	check(o.SyncEvery > 0, "--sync-every must be > 0, got %d", o.SyncEvery)

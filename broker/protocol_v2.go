@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"wren/broker/auth"
 	"wren/protocol"
 )
 
@@ -25,7 +26,8 @@ type v2Config struct {
 	maxDeflateLevel int
 	tlsRequired     bool
 	authRequired    bool
-	tlsConfig       *tls.Config // nil without --tls-cert
+	tlsConfig       *tls.Config  // nil without --tls-cert
+	auth            *auth.Client // nil without --auth-http-address; set by Start
 }
 
 func newV2Config(opts *Options, limits protocol.IdentifyLimits) *v2Config {
@@ -334,20 +336,6 @@ func (c *client) writeResponseLocked(data []byte) error {
 	return c.writeFrameLocked(protocol.FrameTypeResponse, data)
 }
 
-func (v *v2Conn) auth(p [][]byte) ([]byte, *protocol.Error) {
-	c := v.c
-	if c.state.Load() != stateInit {
-		return nil, protocol.NewError(protocol.CodeInvalid, "cannot AUTH in current state")
-	}
-	if len(p) != 0 {
-		return nil, protocol.NewError(protocol.CodeInvalid, "AUTH invalid number of parameters")
-	}
-	if _, perr := readBody(c, "AUTH", protocol.CodeBadBody, "body", v.cfg.maxBodySize); perr != nil {
-		return nil, perr
-	}
-	return nil, protocol.NewError(protocol.CodeAuthDisabled, "AUTH disabled")
-}
-
 func (v *v2Conn) sub(p [][]byte) ([]byte, *protocol.Error) {
 	c := v.c
 	if c.state.Load() != stateInit {
@@ -365,6 +353,9 @@ func (v *v2Conn) sub(p [][]byte) ([]byte, *protocol.Error) {
 	}
 	if !protocol.IsValidChannelName(channelName) {
 		return nil, protocol.Errorf(protocol.CodeBadChannel, "SUB channel name %q is not valid", channelName)
+	}
+	if perr := v.checkAuth("SUB", topicName, channelName); perr != nil {
+		return nil, perr
 	}
 	// An ephemeral channel or topic may be deleted between lookup and
 	// adding the client; then try once more with a fresh one.
@@ -514,6 +505,9 @@ func (v *v2Conn) pub(p [][]byte) ([]byte, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
+	if perr := v.checkAuth("PUB", name, ""); perr != nil {
+		return nil, perr
+	}
 	if _, err := v.publish(name, [][]byte{body}, 0); err != nil {
 		return nil, protocol.NewError(protocol.CodePubFailed, "PUB failed "+err.Error()).Wrap(err)
 	}
@@ -524,6 +518,9 @@ func (v *v2Conn) mpub(p [][]byte) ([]byte, *protocol.Error) {
 	c := v.c
 	name, perr := pubTopic("MPUB", p, 1)
 	if perr != nil {
+		return nil, perr
+	}
+	if perr := v.checkAuth("MPUB", name, ""); perr != nil {
 		return nil, perr
 	}
 	buf := mpubBuffers.Get().(*mpubBuffer)
@@ -610,6 +607,9 @@ func (v *v2Conn) dpub(p [][]byte) ([]byte, *protocol.Error) {
 	}
 	body, perr := readBody(c, "DPUB", protocol.CodeBadMessage, "message body", v.cfg.maxMsgSize)
 	if perr != nil {
+		return nil, perr
+	}
+	if perr := v.checkAuth("DPUB", name, ""); perr != nil {
 		return nil, perr
 	}
 	if _, err := v.publish(name, [][]byte{body}, time.Duration(ms)*time.Millisecond); err != nil {

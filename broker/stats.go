@@ -332,6 +332,7 @@ func (c *client) stats(topicFilter string) clientStats {
 		UserAgent:     userAgent,
 		PubCounts:     pubs,
 	}
+	st.Authed, st.AuthIdentity, st.AuthIdentityURL = c.auth.stats()
 	if tlsState != nil {
 		st.TLS = true
 		st.CipherSuite = tls.CipherSuiteName(tlsState.CipherSuite)

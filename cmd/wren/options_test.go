@@ -78,6 +78,16 @@ func TestParseBrokerArgs(t *testing.T) {
 			want: func(o *broker.Options) { o.AuthHTTPAddresses = []string{"a:4181", "b:4181", "c:4181"} },
 		},
 		{
+			name: "auth-http-request-method",
+			args: []string{"--auth-http-request-method=post"},
+			want: func(o *broker.Options) { o.AuthHTTPRequestMethod = "post" },
+		},
+		{
+			name:   "auth_http_request_method from the config file",
+			config: `auth_http_request_method = "post"`,
+			want:   func(o *broker.Options) { o.AuthHTTPRequestMethod = "post" },
+		},
+		{
 			name: "percentiles repeated and comma-separated",
 			args: []string{"--e2e-processing-latency-percentile=1.0,0.99", "--e2e-processing-latency-percentile", "0.5"},
 			want: func(o *broker.Options) { o.E2EProcessingLatencyPercentiles = []float64{1, 0.99, 0.5} },
@@ -243,6 +253,7 @@ func TestParseBrokerArgsErrors(t *testing.T) {
 		{name: "config bad tls_required", config: `tls_required = "sometimes"`, want: "tls_required: want true, false or tcp-https"},
 		{name: "config int overflow", config: "broadcast_tcp_port = 99999999999", want: "--broadcast-tcp-port out of range"},
 		{name: "config value fails validation", config: "max_deflate_level = 10", want: "--max-deflate-level must be in [1,9]"},
+		{name: "auth-http-request-method neither get nor post", args: []string{"--auth-http-request-method=PUT"}, want: `--auth-http-request-method must be get or post, got "PUT"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
