@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -360,5 +362,55 @@ func TestRequestValues(t *testing.T) {
 	}
 	if len(got) != 4 {
 		t.Errorf("%d keys, want 4: %v", len(got), got)
+	}
+}
+
+// fullListener is a loopback address whose listen queue is full: it
+// accepts nothing, so a new connect waits for its SYN to be answered
+// until the dialer gives up.
+func fullListener(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	for range 16 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr // the queue is full: connects now hang
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Fatalf("the listen queue of %s never filled", addr)
+	return ""
+}
+
+// ConnectTimeout (--http-client-connect-timeout) bounds the connect to an
+// auth server on its own, well inside a long RequestTimeout.
+func TestQueryConnectTimeout(t *testing.T) {
+	addr := fullListener(t)
+	c := NewClient(Config{Addresses: []string{addr}, ConnectTimeout: 300 * time.Millisecond, RequestTimeout: time.Minute})
+	start := time.Now()
+	_, err := c.Query(context.Background(), testRequest)
+	if err == nil {
+		t.Fatal("Query to a server that never accepts succeeded")
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("Query gave up after %s: the connect timeout did not apply", took)
+	}
+	if !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("Query error %q does not say it timed out", err)
 	}
 }
