@@ -71,6 +71,7 @@ func TestRun(t *testing.T) {
 		{name: "broker bad flag", args: []string{"broker", "--mem-queue-size=x"}, wantCode: 2, wantStderr: `wren: invalid value "x" for flag --mem-queue-size`},
 		{name: "nsqd bad flag", args: []string{"nsqd", "--bogus"}, wantCode: 2, wantStderr: "wren: unknown flag --bogus"},
 		{name: "validation", args: []string{"--max-msg-size=0", "--node-id=-1"}, wantCode: 2, wantStderr: "wren: --node-id must be in"},
+		{name: "unknown experiment", args: []string{"broker", "--enable-experiment=warp"}, wantCode: 2, wantStderr: `wren: --enable-experiment: unknown experiment "warp" (valid: "topology-aware-consumption")` + "\n"},
 		{name: "lookup version flag", args: []string{"lookup", "--version"}, wantStdout: versionLine},
 		{name: "nsqlookupd version flag", args: []string{"nsqlookupd", "-version"}, wantStdout: versionLine},
 		{name: "lookup help flag", args: []string{"lookup", "-h"}, wantStdout: "Usage:\n"},
