@@ -109,6 +109,7 @@ func New(opts *Options) (*Broker, error) {
 		nodeID:              opts.NodeID,
 		memQueueSize:        opts.MemQueueSize,
 		maxChannelConsumers: opts.MaxChannelConsumers,
+		topologyAware:       opts.HasExperiment(ExperimentTopologyAwareConsumption),
 		logger:              logger,
 		openBackend:         b.openBackend,
 		setHealth:           b.setHealth,

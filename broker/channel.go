@@ -43,6 +43,7 @@ type Channel struct {
 	timerAt  int64
 	clients  map[int64]*client
 	waiting  map[*client]struct{} // idle clients to wake on the next put
+	nearby   []*client            // zone- and region-local clients (topology.go)
 	exiting  bool
 	deleted  bool
 	backend  *diskqueue.Backlog
@@ -52,6 +53,7 @@ type Channel struct {
 	requeueCount  atomic.Uint64
 	timeoutCount  atomic.Uint64
 	inFlightCount atomic.Int64
+	delivered     localityCounts // from memory, by the receiver's locality
 
 	hooks channelHooks
 }
@@ -262,6 +264,15 @@ func (c *Channel) fireDeferred() {
 
 // c.mu must be held.
 func (c *Channel) wakeWaitersLocked() {
+	if c.cfg.topologyAware {
+		c.wakeNearestLocked()
+		return
+	}
+	c.wakeAllWaitersLocked()
+}
+
+// c.mu must be held.
+func (c *Channel) wakeAllWaitersLocked() {
 	for cl := range c.waiting {
 		cl.wakeUp()
 	}
@@ -271,7 +282,8 @@ func (c *Channel) wakeWaitersLocked() {
 // pop appends up to n messages to dst, the older of fromDisk's and
 // memory's next message each time, and says whether fromDisk is left
 // empty (time for the next disk record). When there are none it registers
-// cl to be woken by the next put.
+// cl to be woken by the next put; so it does when cl defers to a nearer
+// client (topology.go).
 func (c *Channel) pop(dst []*message, n int, cl *client) (_ []*message, diskDry bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -281,24 +293,33 @@ func (c *Channel) pop(dst []*message, n int, cl *client) (_ []*message, diskDry 
 		}
 		return dst, true
 	}
+	if c.cfg.topologyAware && c.deferToNearerLocked(cl) {
+		c.waiting[cl] = struct{}{}
+		return dst, c.fromDisk.len() == 0
+	}
+	popped := 0 // from memory
 	for n > 0 {
 		dts, fromDisk := c.fromDisk.headTimestamp()
 		mts, fromMemory := c.memory.headTimestamp()
 		before := len(dst)
 		switch {
 		case !fromDisk && !fromMemory:
+			c.delivered.add(cl.locality, popped)
 			return dst, true
 		case !fromMemory:
 			dst = c.fromDisk.popInto(dst, n)
 		case !fromDisk:
 			dst = c.memory.popInto(dst, n)
+			popped += len(dst) - before
 		case dts <= mts:
 			dst = c.fromDisk.popUntil(dst, n, mts)
 		default:
 			dst = c.memory.popUntil(dst, n, dts-1)
+			popped += len(dst) - before
 		}
 		n -= len(dst) - before
 	}
+	c.delivered.add(cl.locality, popped)
 	return dst, c.fromDisk.len() == 0
 }
 
@@ -315,6 +336,7 @@ func (c *Channel) addClient(cl *client) error {
 		return fmt.Errorf("consumers for %s:%s exceeds limit of %d", c.topicName, c.name, max)
 	}
 	c.clients[cl.id] = cl
+	c.addNearbyLocked(cl)
 	return nil
 }
 
@@ -326,6 +348,7 @@ func (c *Channel) removeClient(cl *client) {
 	}
 	delete(c.clients, cl.id)
 	delete(c.waiting, cl)
+	c.removeNearbyLocked(cl)
 	last := len(c.clients) == 0 && c.ephemeral && !c.exiting
 	c.mu.Unlock()
 	if last && c.hooks.onLastClient != nil {

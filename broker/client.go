@@ -88,6 +88,13 @@ type client struct {
 	msgTimeoutNS atomic.Int64
 	sampleRate   atomic.Int32
 
+	// The region and zone the client sent in IDENTIFY (under writeMu, for
+	// /stats), and where they put it for this node: fixed before SUB, read
+	// by the channel under its lock (topology.go).
+	topologyRegion string
+	topologyZone   string
+	locality       locality
+
 	state     atomic.Int32
 	rdy       atomic.Int64
 	channel   atomic.Pointer[Channel]

@@ -242,6 +242,8 @@ type infoResponse struct {
 	MaxOutputBufferSize    int64         `json:"max_output_buffer_size"`
 	MaxOutputBufferTimeout time.Duration `json:"max_output_buffer_timeout"`
 	MaxDeflateLevel        int           `json:"max_deflate_level"`
+	TopologyZone           string        `json:"topology_zone"`
+	TopologyRegion         string        `json:"topology_region"`
 }
 
 func (s *httpAPI) info(*http.Request, httprouter.Params) (any, error) {
@@ -261,6 +263,8 @@ func (s *httpAPI) info(*http.Request, httprouter.Params) (any, error) {
 		MaxOutputBufferSize:    o.MaxOutputBufferSize,
 		MaxOutputBufferTimeout: o.MaxOutputBufferTimeout,
 		MaxDeflateLevel:        o.MaxDeflateLevel,
+		TopologyZone:           o.TopologyZone,
+		TopologyRegion:         o.TopologyRegion,
 	}, nil
 }
 

@@ -873,8 +873,9 @@ func TestStatsMemoryPercentile(t *testing.T) {
 }
 
 // TestStatsMatchReferenceNSQD runs the stats scenario against a real nsqd
-// v1.3.0 and compares its /info and /stats with the golden files. Set
-// NSQD_REFERENCE_BIN to the nsqd binary to run it.
+// and compares its /info and /stats with the golden files. Set
+// NSQD_REFERENCE_BIN to the nsqd binary to run it: one built from NSQ's
+// master, since the golden files carry its topology fields (PR #1301).
 func TestStatsMatchReferenceNSQD(t *testing.T) {
 	bin := os.Getenv("NSQD_REFERENCE_BIN")
 	if bin == "" {

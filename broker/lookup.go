@@ -377,7 +377,10 @@ func (b *Broker) identifyForLookup() []byte {
 		HTTPPort         int    `json:"http_port"`
 		Hostname         string `json:"hostname"`
 		BroadcastAddress string `json:"broadcast_address"`
-	}{protocol.NSQVersion, b.broadcastTCPPort(), b.broadcastHTTPPort(), hostname, b.opts.BroadcastAddress})
+		TopologyZone     string `json:"topology_zone"`
+		TopologyRegion   string `json:"topology_region"`
+	}{protocol.NSQVersion, b.broadcastTCPPort(), b.broadcastHTTPPort(), hostname, b.opts.BroadcastAddress,
+		b.opts.TopologyZone, b.opts.TopologyRegion})
 	return body
 }
 

@@ -35,6 +35,8 @@ type Options struct {
 	AuthHTTPRequestMethod    string        `flag:"auth-http-request-method" cfg:"auth_http_request_method" help:"HTTP method to use for auth server requests (get or post)"`
 	HTTPClientConnectTimeout time.Duration `flag:"http-client-connect-timeout" help:"timeout for HTTP connect"`
 	HTTPClientRequestTimeout time.Duration `flag:"http-client-request-timeout" help:"timeout for HTTP request"`
+	TopologyRegion           string        `flag:"topology-region" help:"a region represents a larger domain, made up of one or more zones, for preferring closer consumers"`
+	TopologyZone             string        `flag:"topology-zone" help:"a zone represents a logical failure domain, for preferring closer consumers"`
 
 	DataPath        string        `flag:"data-path" help:"path to store disk-backed messages"`
 	MemQueueSize    int64         `flag:"mem-queue-size" help:"number of messages to keep in memory (per topic/channel)"`
@@ -80,6 +82,8 @@ type Options struct {
 	DeflateEnabled  bool `flag:"deflate" help:"enable deflate feature negotiation (client compression)"`
 	MaxDeflateLevel int  `flag:"max-deflate-level" help:"max deflate compression level a client can negotiate (> values == > nsqd CPU usage)"`
 	SnappyEnabled   bool `flag:"snappy" help:"enable snappy feature negotiation (client compression)"`
+
+	Experiments []string `flag:"enable-experiment" cfg:"enable_experiment" help:"enable an experimental feature (may be given multiple times) (valid options: \"topology-aware-consumption\")"`
 
 	// LocalLookupTCPAddress is the TCP address of the lookup embedded in
 	// the same process, if any. The broker always registers with it, and
@@ -205,6 +209,7 @@ func (o *Options) Validate() error {
 	check((o.TLSCert == "") == (o.TLSKey == ""), "--tls-cert and --tls-key must be given together")
 	check(o.TLSRequired == TLSNotRequired || o.TLSCert != "", "--tls-required needs --tls-cert and --tls-key")
 	check(o.TLSClientAuthPolicy == "" || o.TLSCert != "", "--tls-client-auth-policy needs --tls-cert and --tls-key")
+	errs = append(errs, validateExperiments(o.Experiments))
 	return errors.Join(errs...)
 }
 

@@ -28,6 +28,7 @@ type v2Config struct {
 	authRequired    bool
 	tlsConfig       *tls.Config  // nil without --tls-cert
 	auth            *auth.Client // nil without --auth-http-address; set by Start
+	topology        topology
 }
 
 func newV2Config(opts *Options, limits protocol.IdentifyLimits) *v2Config {
@@ -41,6 +42,7 @@ func newV2Config(opts *Options, limits protocol.IdentifyLimits) *v2Config {
 		maxDeflateLevel: opts.MaxDeflateLevel,
 		tlsRequired:     opts.TLSRequired != TLSNotRequired,
 		authRequired:    len(opts.AuthHTTPAddresses) > 0,
+		topology:        newTopology(opts),
 	}
 }
 
@@ -265,6 +267,8 @@ func (v *v2Conn) identify() ([]byte, *protocol.Error) {
 		c.hostname = data.Hostname
 	}
 	c.userAgent = data.UserAgent
+	c.topologyRegion, c.topologyZone = data.TopologyRegion, data.TopologyZone
+	c.locality = v.cfg.topology.localityOf(data.TopologyRegion, data.TopologyZone)
 	c.applySettingsLocked(settings)
 	c.startIdleHeartbeatsLocked() // at the new interval; IDENTIFY comes before SUB
 	if !data.FeatureNegotiation {
@@ -287,6 +291,8 @@ func (v *v2Conn) identify() ([]byte, *protocol.Error) {
 		AuthRequired:        v.cfg.authRequired,
 		OutputBufferSize:    reportedBufferSize(data.OutputBufferSize, settings.OutputBufferSize),
 		OutputBufferTimeout: settings.OutputBufferTimeout.Milliseconds(),
+		TopologyRegion:      v.cfg.topology.region,
+		TopologyZone:        v.cfg.topology.zone,
 	})
 	if err := c.writeResponseLocked(resp); err != nil {
 		return nil, identifyFailed(err)

@@ -208,12 +208,14 @@ func TestV2Identify(t *testing.T) {
 }
 
 func TestV2IdentifyFeatureNegotiation(t *testing.T) {
-	// nsqd's reply, field order included, with the defaults of v1.3.0.
+	// nsqd's reply, field order included, with the defaults of v1.3.0 and
+	// the topology fields of NSQ's master.
 	reply := func(overrides ...string) string {
 		fields := []string{
 			`"max_rdy_count":2500`, `"version":"1.3.0"`, `"max_msg_timeout":900000`, `"msg_timeout":60000`,
 			`"tls_v1":false`, `"deflate":false`, `"deflate_level":6`, `"max_deflate_level":6`, `"snappy":false`,
 			`"sample_rate":0`, `"auth_required":false`, `"output_buffer_size":16384`, `"output_buffer_timeout":250`,
+			`"topology_region":""`, `"topology_zone":""`,
 		}
 		for _, o := range overrides {
 			key := o[:strings.Index(o, ":")+1]
@@ -265,6 +267,12 @@ func TestV2IdentifyFeatureNegotiation(t *testing.T) {
 			body: `{"feature_negotiation":true}`,
 			want: reply(`"max_rdy_count":10`, `"max_msg_timeout":600000`, `"msg_timeout":30000`,
 				`"output_buffer_timeout":100`, `"deflate_level":3`, `"max_deflate_level":3`),
+		},
+		{
+			name: "topology",
+			opts: func(o *Options) { o.TopologyRegion, o.TopologyZone = "eu", "eu-1a" },
+			body: `{"feature_negotiation":true,"topology_region":"us","topology_zone":"us-1b"}`,
+			want: reply(`"topology_region":"eu"`, `"topology_zone":"eu-1a"`),
 		},
 	}
 	shared := v2SharedBroker(t, len(cases), func(i int) bool { return cases[i].opts == nil })

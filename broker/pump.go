@@ -56,6 +56,9 @@ func (c *client) pump() {
 
 		ch := c.channel.Load()
 		capacity := c.readyCapacity()
+		if capacity == 0 && c.locality != localityGlobal {
+			ch.handOn() // others may be deferring to this client (topology.go)
+		}
 		if capacity > 0 && diskDry && ch.backend.Depth() > 0 {
 			// Take the next record if the disk queue has it ready, so
 			// pop can weigh its messages against memory's.

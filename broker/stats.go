@@ -51,9 +51,15 @@ type channelStats struct {
 	InFlightCount int    `json:"in_flight_count"`
 	DeferredCount int    `json:"deferred_count"`
 	MessageCount  uint64 `json:"message_count"`
-	RequeueCount  uint64 `json:"requeue_count"`
-	TimeoutCount  uint64 `json:"timeout_count"`
-	ClientCount   int    `json:"client_count"`
+
+	// In-memory deliveries by the receiving client's locality (topology.go).
+	ZoneLocalMsgCount   uint64 `json:"zone_local_msg_count,omitempty"`
+	RegionLocalMsgCount uint64 `json:"region_local_msg_count,omitempty"`
+	GlobalMsgCount      uint64 `json:"global_msg_count,omitempty"`
+
+	RequeueCount uint64 `json:"requeue_count"`
+	TimeoutCount uint64 `json:"timeout_count"`
+	ClientCount  int    `json:"client_count"`
 	// Clients is nil (JSON null) when clients were not asked for.
 	Clients              []clientStats `json:"clients"`
 	Paused               bool          `json:"paused"`
@@ -121,6 +127,8 @@ type clientStats struct {
 	Authed          bool   `json:"authed,omitempty"`
 	AuthIdentity    string `json:"auth_identity,omitempty"`
 	AuthIdentityURL string `json:"auth_identity_url,omitempty"`
+	TopologyZone    string `json:"topology_zone"`
+	TopologyRegion  string `json:"topology_region"`
 	// PubCounts lists every topic the client published to (nsqd v1.3.0
 	// lists only one of them, a bug).
 	PubCounts []pubCount `json:"pub_counts,omitempty"`
@@ -248,6 +256,9 @@ func (b *Broker) channelStats(ch *Channel, topicFilter string, includeClients bo
 		InFlightCount:        int(ch.inFlightCount.Load()),
 		DeferredCount:        ch.deferredCount(),
 		MessageCount:         ch.messageCount.Load(),
+		ZoneLocalMsgCount:    ch.delivered[localityZone].Load(),
+		RegionLocalMsgCount:  ch.delivered[localityRegion].Load(),
+		GlobalMsgCount:       ch.delivered[localityGlobal].Load(),
 		RequeueCount:         ch.requeueCount.Load(),
 		TimeoutCount:         ch.timeoutCount.Load(),
 		ClientCount:          len(clients),
@@ -310,6 +321,7 @@ func (c *client) stats(topicFilter string) clientStats {
 	// IDENTIFY sets these while holding writeMu.
 	c.writeMu.Lock()
 	clientID, hostname, userAgent := c.clientID, c.hostname, c.userAgent
+	topologyZone, topologyRegion := c.topologyZone, c.topologyRegion
 	settings := c.settings
 	tlsState := c.tlsState
 	c.writeMu.Unlock()
@@ -331,6 +343,9 @@ func (c *client) stats(topicFilter string) clientStats {
 		Snappy:        settings.Snappy,
 		UserAgent:     userAgent,
 		PubCounts:     pubs,
+
+		TopologyZone:   topologyZone,
+		TopologyRegion: topologyRegion,
 	}
 	st.Authed, st.AuthIdentity, st.AuthIdentityURL = c.auth.stats()
 	if tlsState != nil {

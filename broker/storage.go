@@ -23,6 +23,7 @@ type queueConfig struct {
 	nodeID              int64
 	memQueueSize        int64
 	maxChannelConsumers int
+	topologyAware       bool // --enable-experiment=topology-aware-consumption
 	logger              *slog.Logger
 	openBackend         func(name string, ephemeral bool) *diskqueue.Backlog
 	setHealth           func(error)

@@ -199,15 +199,19 @@ func (c *v1Client) expectClosed() {
 	}
 }
 
-// identifyBody is a broker's IDENTIFY JSON.
+// identifyBody is a broker's IDENTIFY JSON, with its topology when set.
 func identifyBody(p peerInfo) []byte {
-	body, _ := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"broadcast_address": p.BroadcastAddress,
 		"tcp_port":          p.TCPPort,
 		"http_port":         p.HTTPPort,
 		"version":           p.Version,
 		"hostname":          p.Hostname,
-	})
+	}
+	if p.TopologyZone != "" || p.TopologyRegion != "" {
+		fields["topology_zone"], fields["topology_region"] = p.TopologyZone, p.TopologyRegion
+	}
+	body, _ := json.Marshal(fields)
 	return body
 }
 

@@ -129,11 +129,14 @@ func TestHTTPCreateAndDelete(t *testing.T) {
 
 // The golden files pin the JSON of each query endpoint for one fixed
 // scenario, on a registry with a stopped clock. Remote ports vary from
-// run to run and are replaced by PORT.
+// run to run and are replaced by PORT. broker-a tells its topology (NSQ
+// master's topology_zone and topology_region); broker-b does not.
 func TestGoldenReplies(t *testing.T) {
 	l, clock := startClockedLookup(t, nil)
 	a := dialV1(t, l.TCPAddr())
-	a.identify(testPeer("broker-a", 4150))
+	placed := testPeer("broker-a", 4150)
+	placed.TopologyZone, placed.TopologyRegion = "eu-1a", "eu"
+	a.identify(placed)
 	b := dialV1(t, l.TCPAddr())
 	b.identify(testPeer("broker-b", 4250))
 	a.mustCommand("REGISTER orders billing")

@@ -19,7 +19,9 @@ import (
 
 // The tests here run the same exchanges against wren and a real
 // nsqlookupd and compare the answers. They are skipped unless
-// NSQLOOKUPD_REFERENCE_BIN names an nsqlookupd v1.3.0 binary, e.g.
+// NSQLOOKUPD_REFERENCE_BIN names an nsqlookupd binary built from NSQ's
+// master (v1.3.0 lacks the topology_zone and topology_region of PR #1301
+// in /lookup, /nodes and /debug), e.g.
 //
 //	NSQLOOKUPD_REFERENCE_BIN=/tmp/nsqref/bin/nsqlookupd go test -run Reference ./lookup
 

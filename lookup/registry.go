@@ -72,6 +72,9 @@ type peerInfo struct {
 	TCPPort          int    `json:"tcp_port"`
 	HTTPPort         int    `json:"http_port"`
 	Version          string `json:"version"`
+	// The broker's --topology-zone and --topology-region (NSQ master).
+	TopologyZone   string `json:"topology_zone"`
+	TopologyRegion string `json:"topology_region"`
 }
 
 // node is the address /topic/tombstone names a producer by.
@@ -417,6 +420,8 @@ type debugProducer struct {
 	TCPPort          int    `json:"tcp_port"`
 	Tombstoned       bool   `json:"tombstoned"`
 	TombstonedAt     int64  `json:"tombstoned_at"`
+	TopologyRegion   string `json:"topology_region"`
+	TopologyZone     string `json:"topology_zone"`
 	Version          string `json:"version"`
 }
 
@@ -445,8 +450,10 @@ func (r *registry) debug() map[string][]debugProducer {
 				Tombstoned:       p.tombstoned,
 				// The zero time's UnixNano, as nsqlookupd reports for
 				// a producer never tombstoned.
-				TombstonedAt: p.tombstonedAt.UnixNano(),
-				Version:      info.Version,
+				TombstonedAt:   p.tombstonedAt.UnixNano(),
+				TopologyRegion: info.TopologyRegion,
+				TopologyZone:   info.TopologyZone,
+				Version:        info.Version,
 			})
 		}
 	}

@@ -21,6 +21,8 @@ type IdentifyData struct {
 	Snappy              bool   `json:"snappy"`
 	SampleRate          int32  `json:"sample_rate"`
 	MsgTimeout          int    `json:"msg_timeout"`
+	TopologyRegion      string `json:"topology_region"`
+	TopologyZone        string `json:"topology_zone"`
 }
 
 // IdentifyLimits are the broker's bounds and defaults for IDENTIFY values.
@@ -170,4 +172,6 @@ type IdentifyResponse struct {
 	AuthRequired        bool   `json:"auth_required"`
 	OutputBufferSize    int    `json:"output_buffer_size"`
 	OutputBufferTimeout int64  `json:"output_buffer_timeout"`
+	TopologyRegion      string `json:"topology_region"` // the node's, "" when unset
+	TopologyZone        string `json:"topology_zone"`
 }

@@ -72,6 +72,7 @@ func TestRun(t *testing.T) {
 		{name: "nsqd bad flag", args: []string{"nsqd", "--bogus"}, wantCode: 2, wantStderr: "wren: unknown flag --bogus"},
 		{name: "validation", args: []string{"--max-msg-size=0", "--node-id=-1"}, wantCode: 2, wantStderr: "wren: --node-id must be in"},
 		{name: "bad auth method", args: []string{"broker", "--auth-http-request-method=put"}, wantCode: 2, wantStderr: "wren: --auth-http-request-method must be get or post, got \"put\"\n"},
+		{name: "unknown experiment", args: []string{"broker", "--enable-experiment=warp"}, wantCode: 2, wantStderr: `wren: --enable-experiment: unknown experiment "warp" (valid: "topology-aware-consumption")` + "\n"},
 		{name: "lookup version flag", args: []string{"lookup", "--version"}, wantStdout: versionLine},
 		{name: "nsqlookupd version flag", args: []string{"nsqlookupd", "-version"}, wantStdout: versionLine},
 		{name: "lookup help flag", args: []string{"lookup", "-h"}, wantStdout: "Usage:\n"},

@@ -189,6 +189,22 @@ func TestParseBrokerArgs(t *testing.T) {
 			want:   func(o *broker.Options) { o.TLSRequired = broker.TLSNotRequired },
 		},
 		{
+			name: "topology and a repeated experiment flag",
+			args: []string{"--topology-region=eu", "--topology-zone=eu-1a", "--enable-experiment=topology-aware-consumption", "--enable-experiment=topology-aware-consumption"},
+			want: func(o *broker.Options) {
+				o.TopologyRegion, o.TopologyZone = "eu", "eu-1a"
+				o.Experiments = []string{"topology-aware-consumption", "topology-aware-consumption"}
+			},
+		},
+		{
+			name:   "experiments from the config file",
+			config: "enable_experiment = [\"topology-aware-consumption\"]\ntopology_zone = \"eu-1b\"",
+			want: func(o *broker.Options) {
+				o.TopologyZone = "eu-1b"
+				o.Experiments = []string{"topology-aware-consumption"}
+			},
+		},
+		{
 			name:   "config-only option",
 			config: `client_timeout = "30s"`,
 			want:   func(o *broker.Options) { o.ClientTimeout = 30 * time.Second },
@@ -254,6 +270,8 @@ func TestParseBrokerArgsErrors(t *testing.T) {
 		{name: "config int overflow", config: "broadcast_tcp_port = 99999999999", want: "--broadcast-tcp-port out of range"},
 		{name: "config value fails validation", config: "max_deflate_level = 10", want: "--max-deflate-level must be in [1,9]"},
 		{name: "auth-http-request-method neither get nor post", args: []string{"--auth-http-request-method=PUT"}, want: `--auth-http-request-method must be get or post, got "PUT"`},
+		{name: "unknown experiment", args: []string{"--enable-experiment=warp"}, want: `--enable-experiment: unknown experiment "warp" (valid: "topology-aware-consumption")`},
+		{name: "config unknown experiment", config: `enable_experiment = ["warp"]`, want: `unknown experiment "warp"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
