@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wren/diskqueue"
+	"wren/internal/quantile"
 	"wren/protocol"
 )
 
@@ -53,6 +54,8 @@ type Channel struct {
 	timeoutCount  atomic.Uint64
 	inFlightCount atomic.Int64
 
+	latency *quantile.Window // nil unless percentiles are configured
+
 	hooks channelHooks
 }
 
@@ -75,6 +78,7 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 		clients:   make(map[int64]*client),
 		waiting:   make(map[*client]struct{}),
 		hooks:     hooks,
+		latency:   cfg.latency.newWindow(),
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()
