@@ -61,6 +61,8 @@ type Broker struct {
 
 	lookups *lookupManager // nil until Start
 
+	stopStatsd func() // stops the statsd pusher; nil until Start
+
 	tcpListener   net.Listener
 	httpListener  net.Listener
 	httpsListener net.Listener
@@ -172,6 +174,7 @@ func (b *Broker) Start() error {
 		unlockDataPath(b.dataLock)
 		return err
 	}
+	b.stopStatsd = b.startStatsd()
 	return nil
 }
 
@@ -511,6 +514,9 @@ func (b *Broker) shutdown() error {
 	// 1. Leave the lookups and stop listeners; no new connections.
 	if b.lookups != nil {
 		b.lookups.shutdown()
+	}
+	if b.stopStatsd != nil {
+		b.stopStatsd()
 	}
 	b.closeListeners()
 	for _, srv := range b.httpServers {

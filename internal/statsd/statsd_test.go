@@ -5,11 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"wren/internal/statsd/statsdtest"
 )
 
 func TestAppendLines(t *testing.T) {
@@ -125,50 +126,12 @@ func FuzzBatch(f *testing.F) {
 	})
 }
 
-// udpSink is a statsd daemon for tests: it keeps every datagram.
-type udpSink struct {
-	conn    net.PacketConn
-	mu      sync.Mutex
-	packets []string
-}
-
-func listenUDP(t *testing.T) *udpSink {
-	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &udpSink{conn: conn}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.packets = append(s.packets, string(buf[:n]))
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return s
-}
-
-func (s *udpSink) received() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.packets...)
-}
-
 func TestPusherSendsEachInterval(t *testing.T) {
-	sink := listenUDP(t)
+	sink := statsdtest.Listen(t)
 	var mu sync.Mutex
 	total := uint64(0)
 	p := NewPusher(Options{
-		Address:    sink.conn.LocalAddr().String(),
+		Address:    sink.Addr(),
 		Prefix:     "nsq.h_1.",
 		Interval:   20 * time.Millisecond,
 		PacketSize: 508,
@@ -184,15 +147,15 @@ func TestPusherSendsEachInterval(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sink.received()) < 3 {
+	for len(sink.Packets()) < 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5s only %q arrived", sink.received())
+			t.Fatalf("after 5s only %q arrived", sink.Packets())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	for i, pkt := range sink.received()[:3] {
+	for i, pkt := range sink.Packets()[:3] {
 		if pkt != "nsq.h_1.n:3|c\nnsq.h_1.g:9|g\n" {
 			t.Errorf("push %d sent %q, want an increase of 3 and the gauge", i, pkt)
 		}
@@ -201,12 +164,7 @@ func TestPusherSendsEachInterval(t *testing.T) {
 
 // A statsd address where nothing listens: pushes fail quietly and promptly.
 func TestPusherWithoutDaemon(t *testing.T) {
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := conn.LocalAddr().String()
-	conn.Close()
+	addr := statsdtest.UnusedAddr(t)
 	var logs bytes.Buffer
 	p := NewPusher(Options{
 		Address:    addr,
