@@ -111,7 +111,7 @@ func New(opts *Options) (*Broker, error) {
 		logger:              logger,
 		openBackend:         b.openBackend,
 		setHealth:           b.setHealth,
-		latency:             latencyConfig{window: opts.E2EProcessingLatencyWindowTime, quantiles: opts.E2EProcessingLatencyPercentiles},
+		latency:             newLatencyConfig(opts),
 	}
 	return b, nil
 }

@@ -6,6 +6,8 @@ package broker
 // from its channels, as nsqd does.
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"wren/internal/quantile"
@@ -15,6 +17,14 @@ import (
 type latencyConfig struct {
 	window    time.Duration
 	quantiles []float64
+}
+
+// newLatencyConfig takes the quantiles in descending order, the order
+// nsqd's flag parsing leaves them in and so the order /stats lists them.
+func newLatencyConfig(opts *Options) latencyConfig {
+	quantiles := slices.Clone(opts.E2EProcessingLatencyPercentiles)
+	slices.SortFunc(quantiles, func(a, b float64) int { return cmp.Compare(b, a) })
+	return latencyConfig{window: opts.E2EProcessingLatencyWindowTime, quantiles: quantiles}
 }
 
 // newWindow returns a window, or nil when no quantiles are configured.

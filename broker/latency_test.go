@@ -48,9 +48,9 @@ func checkLatency(t *testing.T, where string, e2e map[string]any, count int, qua
 
 func TestE2ELatencyInStats(t *testing.T) {
 	began := time.Now()
-	quantiles := []float64{1, 0.99, 0.5}
+	quantiles := []float64{1, 0.99, 0.5} // reported highest first, as nsqd
 	b := startTestBroker(t, func(o *Options) {
-		o.E2EProcessingLatencyPercentiles = quantiles
+		o.E2EProcessingLatencyPercentiles = []float64{0.5, 1, 0.99}
 	})
 	// Two channels, both subscribed before the publishes: the first FINs
 	// every message, the second only the first 5 (the rest it requeues,
@@ -92,8 +92,8 @@ func TestE2ELatencyInStats(t *testing.T) {
 	httpJSON(t, addr, "/stats?format=json&topic=lat&channel=some", &s)
 	checkLatency(t, "topic filtered to channel some", s.Topics[0].E2E, n+5, quantiles, limit)
 
-	// The text report shows each value in human units, in the order the
-	// quantiles were given.
+	// The text report shows each value in human units, highest quantile
+	// first.
 	text := httpDo(t, b, "GET", "/stats?format=text", nil).body
 	value := `[0-9]+\.[0-9](ns|us|ms|s)`
 	for _, want := range []string{
