@@ -4,6 +4,9 @@ package broker
 // each FIN a channel records how long ago the message was published, and
 // /stats and statsd report quantiles of the last window, a topic's merged
 // from its channels, as nsqd does.
+//
+// A window's lock is innermost: FIN takes it after takeInFlight has let go
+// of client.mu, and /stats with no other lock held.
 
 import (
 	"cmp"
