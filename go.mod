@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/BurntSushi/toml v1.6.0
+	github.com/bmizerany/perks v0.0.0-20230307044200-03f9df79da1e
 	github.com/golang/snappy v1.0.0
 	github.com/klauspost/compress v1.20.3
 	github.com/nsqio/go-diskqueue v1.1.0

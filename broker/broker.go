@@ -60,6 +60,8 @@ type Broker struct {
 
 	lookups *lookupManager // nil until Start
 
+	stopStatsd func() // stops the statsd pusher; nil until Start
+
 	tcpListener   net.Listener
 	httpListener  net.Listener
 	httpsListener net.Listener
@@ -113,6 +115,7 @@ func New(opts *Options) (*Broker, error) {
 		logger:              logger,
 		openBackend:         b.openBackend,
 		setHealth:           b.setHealth,
+		latency:             newLatencyConfig(opts),
 	}
 	return b, nil
 }
@@ -175,6 +178,7 @@ func (b *Broker) Start() error {
 		unlockDataPath(b.dataLock)
 		return err
 	}
+	b.stopStatsd = b.startStatsd()
 	return nil
 }
 
@@ -517,6 +521,9 @@ func (b *Broker) shutdown() error {
 	// 1. Leave the lookups and stop listeners; no new connections.
 	if b.lookups != nil {
 		b.lookups.shutdown()
+	}
+	if b.stopStatsd != nil {
+		b.stopStatsd()
 	}
 	b.closeListeners()
 	for _, srv := range b.httpServers {

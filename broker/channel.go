@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wren/diskqueue"
+	"wren/internal/quantile"
 	"wren/protocol"
 )
 
@@ -55,6 +56,8 @@ type Channel struct {
 	inFlightCount atomic.Int64
 	delivered     localityCounts // from memory, by the receiver's locality
 
+	latency *quantile.Window // nil unless percentiles are configured
+
 	hooks channelHooks
 }
 
@@ -77,6 +80,7 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 		clients:   make(map[int64]*client),
 		waiting:   make(map[*client]struct{}),
 		hooks:     hooks,
+		latency:   cfg.latency.newWindow(),
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()

@@ -194,6 +194,7 @@ func (o *Options) Validate() error {
 	check(o.MaxDeflateLevel >= 1 && o.MaxDeflateLevel <= 9, "--max-deflate-level must be in [1,9], got %d", o.MaxDeflateLevel)
 	check(o.BroadcastTCPPort >= 0 && o.BroadcastTCPPort < 65536, "--broadcast-tcp-port out of range: %d", o.BroadcastTCPPort)
 	check(o.BroadcastHTTPPort >= 0 && o.BroadcastHTTPPort < 65536, "--broadcast-http-port out of range: %d", o.BroadcastHTTPPort)
+	check(o.StatsdAddress == "" || o.StatsdInterval > 0, "--statsd-interval must be > 0, got %s", o.StatsdInterval)
 	for _, p := range o.E2EProcessingLatencyPercentiles {
 		check(p > 0 && p <= 1, "--e2e-processing-latency-percentile %v must be in (0,1]", p)
 	}

@@ -239,9 +239,11 @@ func (c *client) takeInFlight(id protocol.MessageID) (*message, *Channel, error)
 
 // finish acknowledges a message (FIN).
 func (c *client) finish(id protocol.MessageID) error {
-	if _, _, err := c.takeInFlight(id); err != nil {
+	m, ch, err := c.takeInFlight(id)
+	if err != nil {
 		return err
 	}
+	ch.observeFinish(m)
 	c.finishCount.Add(1)
 	c.wakeUp() // capacity freed
 	return nil

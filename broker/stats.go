@@ -275,12 +275,6 @@ func (b *Broker) channelStats(ch *Channel, topicFilter string, includeClients bo
 	return cs
 }
 
-// channelLatency and topicLatency report end-to-end latency. wren does not
-// track it yet, so they report nsqd's shape for "no percentiles
-// configured".
-func (b *Broker) channelLatency(*Channel) latencyStats { return latencyStats{} }
-func (b *Broker) topicLatency(*Topic) latencyStats     { return latencyStats{} }
-
 // clientsByID returns every connected client, oldest first.
 func (b *Broker) clientsByID() []*client {
 	b.mu.RLock()

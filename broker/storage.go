@@ -30,6 +30,9 @@ type queueConfig struct {
 	// lookupNotify tells the lookup peers about a created or deleted
 	// channel; nil when there are none.
 	lookupNotify func(lookupEvent)
+	// latency configures each channel's end-to-end latency window; no
+	// quantiles means none is kept.
+	latency latencyConfig
 }
 
 // diskQueueName maps a topic or "topic:channel" name to the file prefix
