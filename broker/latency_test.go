@@ -132,3 +132,29 @@ func TestE2ELatencyOffByDefault(t *testing.T) {
 		t.Errorf("text stats should end e2e%% with nothing:\n%s", text)
 	}
 }
+
+// --e2e-processing-latency-window-time bounds what the quantiles cover:
+// once a whole window has passed without a FIN, a channel reports no
+// samples.
+func TestE2ELatencyWindowTime(t *testing.T) {
+	b := startTestBroker(t, func(o *Options) {
+		o.E2EProcessingLatencyPercentiles = []float64{0.99}
+		o.E2EProcessingLatencyWindowTime = 400 * time.Millisecond
+	})
+	h := &collector{}
+	newConsumer(t, b, "window", "c", nil, h)
+	if err := newProducer(t, b, nil).Publish("window", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	addr := b.HTTPAddr().String()
+	count := func() any {
+		var s latencyJSON
+		httpJSON(t, addr, "/stats?format=json&topic=window", &s)
+		if len(s.Topics) != 1 || len(s.Topics[0].Channels) != 1 {
+			return nil
+		}
+		return s.Topics[0].Channels[0].E2E["count"]
+	}
+	pollUntil(t, 5*time.Second, "the FIN counted", func() bool { return count() == float64(1) })
+	pollUntil(t, 5*time.Second, "the window to move past the FIN", func() bool { return count() == float64(0) })
+}

@@ -428,22 +428,27 @@ func TestAuthTLSCommonName(t *testing.T) {
 	certFile, keyFile, caFile := writeTestCertificates(t, t.TempDir())
 	auth := startTestAuthServer(t)
 	auth.grant("alice", 3600, "alice", aliceSubscribe, alicePublish)
-	b := startAuthBroker(t, auth, "post", func(o *Options) {
-		o.TLSCert, o.TLSKey, o.TLSRootCAFile = certFile, keyFile, caFile
-	})
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile) // its CN is 127.0.0.1
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As in nsqd, the broker asks for a client certificate only under a
+	// --tls-client-auth-policy; without one, no common_name is sent.
 	for _, tc := range []struct {
 		name         string
+		policy       string
 		certificates []tls.Certificate
 		wantCN       string
 	}{
-		{"client certificate", []tls.Certificate{cert}, "127.0.0.1"},
-		{"no client certificate", nil, ""},
+		{"client certificate under require-verify", "require-verify", []tls.Certificate{cert}, "127.0.0.1"},
+		{"client certificate without a policy", "", []tls.Certificate{cert}, ""},
+		{"no client certificate", "", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			b := startAuthBroker(t, auth, "post", func(o *Options) {
+				o.TLSCert, o.TLSKey, o.TLSRootCAFile = certFile, keyFile, caFile
+				o.TLSClientAuthPolicy = tc.policy
+			})
 			cfg := nsq.NewConfig()
 			cfg.AuthSecret = "alice"
 			cfg.TlsV1 = true

@@ -125,7 +125,9 @@ func topologyNode(aware bool) func(*Options) {
 // consumers in the node's zone and two in another, RDY 10 each, and 21
 // messages. The same-zone pair gets 20, all its RDY counts allow; only the
 // last goes to the other zone. In wren the outcome does not depend on
-// timing: a far consumer defers while a near one has RDY capacity.
+// timing: a far consumer defers while a near one has RDY capacity. The
+// node is topologyNode(true): --topology-region, --topology-zone and
+// --enable-experiment=topology-aware-consumption.
 func TestTopologySameZoneFirst(t *testing.T) {
 	b := startTestBroker(t, topologyNode(true))
 	const topic, channel = "zones", "ch"
