@@ -73,3 +73,18 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// waitSubscribed waits until topic/channel has a client on the broker:
+// go-nsq's ConnectToNSQD returns before the broker has read its SUB, and a
+// message published before a channel exists never reaches it.
+func waitSubscribed(t testing.TB, b *Broker, topic, channel string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "a client subscribed to "+topic+"/"+channel, func() bool {
+		tp := b.ExistingTopic(topic)
+		if tp == nil {
+			return false
+		}
+		ch := tp.ExistingChannel(channel)
+		return ch != nil && len(ch.clientList()) > 0
+	})
+}

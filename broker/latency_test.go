@@ -65,6 +65,8 @@ func TestE2ELatencyInStats(t *testing.T) {
 		return nil
 	}
 	newConsumer(t, b, "lat", "some", nil, some)
+	waitSubscribed(t, b, "lat", "all")
+	waitSubscribed(t, b, "lat", "some")
 	p := newProducer(t, b, nil)
 	const n = 20
 	for range n {

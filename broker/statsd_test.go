@@ -68,6 +68,8 @@ func TestStatsdPushesNsqdMetrics(t *testing.T) {
 	newConsumer(t, b, "st", "ch", nil, h)
 	tail := &collector{}
 	newConsumer(t, b, "st", "tail#ephemeral", nil, tail)
+	waitSubscribed(t, b, "st", "ch")
+	waitSubscribed(t, b, "st", "tail#ephemeral")
 	p := newProducer(t, b, nil)
 	for i := range 10 {
 		if err := p.Publish("st", []byte(fmt.Sprint("message ", i))); err != nil {
@@ -159,6 +161,9 @@ func TestStatsdExcludeEphemeral(t *testing.T) {
 	newConsumer(t, b, "kept", "c#ephemeral", nil, &collector{})
 	newConsumer(t, b, "kept", "d", nil, &collector{})
 	newConsumer(t, b, "gone#ephemeral", "x", nil, &collector{})
+	waitSubscribed(t, b, "kept", "c#ephemeral")
+	waitSubscribed(t, b, "gone#ephemeral", "x")
+	waitSubscribed(t, b, "kept", "d")
 
 	// Every push after the subscriptions reports d's client.
 	clients := func() int {
