@@ -30,20 +30,7 @@ func (r powerCutResult) String() string {
 // unmounted when the test ends, whether it passed or not.
 func runPowerCut(t *testing.T, count int, wait time.Duration, args ...string) powerCutResult {
 	t.Helper()
-	if err := powercut.Available(); err != nil {
-		t.Fatalf("the power-cut filesystem needs /dev/fuse and root: %v", err)
-	}
-	fsys := powercut.New()
-	mnt := t.TempDir()
-	unmount, err := fsys.Mount(mnt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unmount(); err != nil {
-			t.Errorf("unmounting %s: %v", mnt, err)
-		}
-	})
+	fsys, mnt := powercut.MountTemp(t)
 	data := filepath.Join(mnt, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)

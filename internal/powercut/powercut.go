@@ -19,6 +19,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -275,4 +276,26 @@ func Available() error {
 		return fmt.Errorf("mounting needs root (euid %d)", os.Geteuid())
 	}
 	return nil
+}
+
+// MountTemp mounts a new filesystem on a fresh temporary directory of t's
+// and unmounts it when t ends, whether it passed or not. It fails t when
+// the filesystem cannot be mounted here.
+func MountTemp(t testing.TB) (*FS, string) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Fatalf("the power-cut filesystem needs /dev/fuse and root: %v", err)
+	}
+	f := New()
+	dir := t.TempDir()
+	unmount, err := f.Mount(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unmount(); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	return f, dir
 }

@@ -7,31 +7,10 @@ import (
 	"testing"
 )
 
-// mount mounts a fresh power-cut filesystem for the test and unmounts it
-// when the test ends, failed or not.
-func mount(t *testing.T) (*FS, string) {
-	t.Helper()
-	if err := Available(); err != nil {
-		t.Fatalf("power-cut filesystem unavailable: %v", err)
-	}
-	f := New()
-	dir := t.TempDir()
-	unmount, err := f.Mount(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unmount(); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return f, dir
-}
-
 // A cut keeps what was fsynced and loses what was only written, while
 // files created, renamed and removed stay as they were.
 func TestCutKeepsOnlyWhatWasSynced(t *testing.T) {
-	f, dir := mount(t)
+	f, dir := MountTemp(t)
 	path := filepath.Join(dir, "data")
 	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -90,7 +69,7 @@ func TestCutKeepsOnlyWhatWasSynced(t *testing.T) {
 
 // Appends, seeks, truncation and directories work as programs expect.
 func TestFileOperations(t *testing.T) {
-	_, dir := mount(t)
+	_, dir := MountTemp(t)
 	sub := filepath.Join(dir, "sub")
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
