@@ -4,12 +4,35 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"wren/internal/powercut"
 )
+
+// brokerStarter starts a broker on a data path: startWren, or startNSQD
+// for the reference.
+type brokerStarter func(t *testing.T, data string, args ...string) *wrenProcess
+
+// startNSQD runs the reference nsqd at bin on free loopback ports, the
+// way startWren runs wren.
+func startNSQD(bin string) brokerStarter {
+	return func(t *testing.T, data string, args ...string) *wrenProcess {
+		t.Helper()
+		addrs := freeAddrs(t, 2)
+		cmd := exec.Command(bin, append([]string{"--tcp-address=" + addrs[0], "--http-address=" + addrs[1],
+			"--https-address=", "--broadcast-address=127.0.0.1", "--data-path=" + data}, args...)...)
+		var tcp, http bool
+		return launch(t, cmd, func(line string) (string, string, bool) {
+			tcp = tcp || strings.Contains(line, "TCP: listening on")
+			http = http || strings.Contains(line, "HTTP: listening on")
+			return addrs[0], addrs[1], tcp && http
+		})
+	}
+}
 
 // powerCutResult counts one run of publish, SIGKILL, power cut, restart
 // and consume.
@@ -28,7 +51,7 @@ func (r powerCutResult) String() string {
 // it, cuts the power (every write not fsynced is lost), starts it again
 // on what is left and consumes for up to wait. The filesystem is
 // unmounted when the test ends, whether it passed or not.
-func runPowerCut(t *testing.T, count int, wait time.Duration, args ...string) powerCutResult {
+func runPowerCut(t *testing.T, start brokerStarter, count int, wait time.Duration, args ...string) powerCutResult {
 	t.Helper()
 	fsys, mnt := powercut.MountTemp(t)
 	data := filepath.Join(mnt, "data")
@@ -37,7 +60,7 @@ func runPowerCut(t *testing.T, count int, wait time.Duration, args ...string) po
 	}
 
 	const topic, channel, perMPUB = "power", "survivor", 10
-	w := startWren(t, data, args...)
+	w := start(t, data, args...)
 	post(t, w.http, "/topic/create", url.Values{"topic": {topic}})
 	post(t, w.http, "/channel/create", url.Values{"topic": {topic}, "channel": {channel}})
 	p := producer(t, w.tcpAddr)
@@ -64,7 +87,7 @@ func runPowerCut(t *testing.T, count int, wait time.Duration, args ...string) po
 	w.kill() // SIGKILL, so nothing more is written
 	fsys.Cut()
 
-	w2 := startWren(t, data, args...)
+	w2 := start(t, data, args...)
 	got := newReceived(false)
 	c := consumer(t, w2.tcpAddr, topic, channel, 100, got)
 	defer c.Stop()
@@ -93,12 +116,39 @@ func runPowerCut(t *testing.T, count int, wait time.Duration, args ...string) po
 // tell a write from an fsync, which a SIGKILL cannot.
 func TestPowerCutLosesUnsyncedMessages(t *testing.T) {
 	// --sync-every and --sync-timeout far off: nothing is fsynced.
-	r := runPowerCut(t, 200, 2*time.Second, "--mem-queue-size=0", "--sync-every=1000000", "--sync-timeout=1h")
+	r := runPowerCut(t, startWren, 200, 2*time.Second, "--mem-queue-size=0", "--sync-every=1000000", "--sync-timeout=1h")
 	t.Logf("no fsyncs: %s", r)
 	if r.lost == 0 {
 		t.Fatalf("a power cut with nothing fsynced lost nothing (%s): the filesystem is not dropping unsynced writes", r)
 	}
 	if !r.alive {
 		t.Fatalf("wren did not survive restarting after the cut (%s)", r)
+	}
+}
+
+// TestPowerCutReference runs the same power cut on the reference nsqd
+// named by WREN_NSQD (built from NSQ's repository, outside this one), for
+// docs/reliability.md: with --mem-queue-size=0 --sync-every=1, nsqd's
+// most careful setting, and with its defaults. It checks only that the
+// run itself worked; the counts are in the log.
+func TestPowerCutReference(t *testing.T) {
+	bin := os.Getenv("WREN_NSQD")
+	if bin == "" {
+		t.Skip("set WREN_NSQD to an nsqd binary to measure it")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"mem-queue-size=0 sync-every=1", []string{"--mem-queue-size=0", "--sync-every=1"}},
+		{"defaults", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runPowerCut(t, startNSQD(bin), 1000, 3*time.Second, tc.args...)
+			t.Logf("nsqd %s: %s", tc.name, r)
+			if r.acked != 1000 || !r.alive {
+				t.Fatalf("the run did not complete: %s", r)
+			}
+		})
 	}
 }

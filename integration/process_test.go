@@ -64,6 +64,18 @@ func startWren(t *testing.T, dataPath string, args ...string) *wrenProcess {
 // its listening addresses.
 func startProcess(t *testing.T, cmd *exec.Cmd) *wrenProcess {
 	t.Helper()
+	return launch(t, cmd, func(line string) (tcp, http string, ok bool) {
+		if m := listeningLine.FindStringSubmatch(line); m != nil {
+			return m[1], m[2], true
+		}
+		return "", "", false
+	})
+}
+
+// launch runs cmd, keeps its stderr for the test's log, and waits until
+// ready finds the listening addresses in a line of it.
+func launch(t *testing.T, cmd *exec.Cmd, ready func(line string) (tcp, http string, ok bool)) *wrenProcess {
+	t.Helper()
 	p := &wrenProcess{t: t, cmd: cmd, done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -73,7 +85,7 @@ func startProcess(t *testing.T, cmd *exec.Cmd) *wrenProcess {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan [2]string, 1)
+	readyC := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -82,26 +94,29 @@ func startProcess(t *testing.T, cmd *exec.Cmd) *wrenProcess {
 			p.mu.Lock()
 			p.log.WriteString(line + "\n")
 			p.mu.Unlock()
-			if m := listeningLine.FindStringSubmatch(line); m != nil {
-				ready <- [2]string{m[1], m[2]}
+			if tcp, http, ok := ready(line); ok {
+				select {
+				case readyC <- [2]string{tcp, http}:
+				default: // said again; the first is what counts
+				}
 			}
 		}
 		_ = p.cmd.Wait()
 		close(p.done)
 	}()
 	select {
-	case addrs := <-ready:
+	case addrs := <-readyC:
 		p.tcpAddr, p.http = addrs[0], addrs[1]
 	case <-p.done:
-		t.Fatalf("wren exited during start:\n%s", p.logs())
+		t.Fatalf("%s exited during start:\n%s", filepath.Base(cmd.Path), p.logs())
 	case <-time.After(20 * time.Second):
 		p.kill()
-		t.Fatalf("wren did not start listening:\n%s", p.logs())
+		t.Fatalf("%s did not start listening:\n%s", filepath.Base(cmd.Path), p.logs())
 	}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("wren %v logs:\n%s", p.cmd.Args[1:], p.logs())
+			t.Logf("%s %v logs:\n%s", filepath.Base(cmd.Path), p.cmd.Args[1:], p.logs())
 		}
 	})
 	return p
