@@ -116,6 +116,24 @@ func TestCloseReasons(t *testing.T) {
 			wantErr: "i/o timeout",
 		},
 		{
+			name: "slow command line",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{"heartbeat_interval": 1000})
+				raw.sendRaw(t, []byte("PUB half_a_li")) // and never the rest
+			},
+			want:    closeSlowCommand,
+			wantErr: "i/o timeout",
+		},
+		{
+			name: "slow body",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{"heartbeat_interval": 1000})
+				raw.sendRaw(t, rawWithBody("PUB", 10, []byte("abc"), "slow_body"))
+			},
+			want:    closeSlowBody,
+			wantErr: "PUB failed to read message body",
+		},
+		{
 			name: "TLS handshake fails",
 			tls:  true,
 			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
@@ -200,7 +218,7 @@ func TestCloseReasons(t *testing.T) {
 
 func TestCloseReasonStrings(t *testing.T) {
 	seen := map[string]closeReason{}
-	for r := closeNone; r <= closeBrokerShutdown; r++ {
+	for r := closeNone; r <= closeWriteTimeout; r++ {
 		s := r.String()
 		if s == "" || strings.HasPrefix(s, "closeReason(") {
 			t.Errorf("closeReason %d has no name", r)
