@@ -171,6 +171,7 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 		err := d.c.flushLocked()
 		d.c.writeMu.Unlock()
 		if err != nil {
+			d.c.close(closeWriteError, err) // not a read error, whatever it says
 			return 0, err
 		}
 	}

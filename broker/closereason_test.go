@@ -92,6 +92,21 @@ func TestCloseReasons(t *testing.T) {
 			wantErr: "broken pipe",
 		},
 		{
+			name: "response write times out",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{})
+				// As if the client had stopped reading for a heartbeat
+				// interval: the reader's flush of the PUB's OK fails.
+				c := onlyClient(t, b)
+				if err := c.raw.SetWriteDeadline(time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				raw.send(t, "PUB", []byte("x"), "write_timeout")
+			},
+			want:    closeWriteTimeout,
+			wantErr: "i/o timeout",
+		},
+		{
 			name: "fatal protocol error",
 			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
 				raw.send(t, "FOO", nil)
