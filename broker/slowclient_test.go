@@ -230,3 +230,41 @@ func TestStatsWhileConsumerStuck(t *testing.T) {
 		t.Errorf("close logged as %q, want once with reason \"write timeout\"", lines)
 	}
 }
+
+// TestManyTrickledBodies is the report's attack at a test's scale: 20
+// connections each declare a 5 MiB MPUB body and send 64 KiB of it. Together
+// they hold buffers for what they sent, not 100 MiB, and all are closed by
+// their command deadline.
+func TestManyTrickledBodies(t *testing.T) {
+	b := startTestBroker(t, nil)
+	const conns, declared, sent = 20, 5 << 20, 64 << 10
+	raws := make([]*rawClient, conns)
+	for i := range raws {
+		raws[i] = dialRaw(t, b)
+		// 2 s heartbeats: the first deadline must not pass while the
+		// last connection is still being set up.
+		raws[i].identify(t, map[string]any{"heartbeat_interval": 2000})
+		raws[i].sendRaw(t, rawWithBody("MPUB", declared, make([]byte, sent), "many_trickled"))
+	}
+	var held int64
+	waitFor(t, 5*time.Second, "every connection's sent bytes read", func() bool {
+		held = 0
+		reading := 0
+		for _, c := range b.clientsByID() {
+			if n := c.bodyBufferSize.Load(); n >= sent {
+				held += n
+				reading++
+			}
+		}
+		return reading == conns
+	})
+	if held > conns*(2*sent+2*bodyGrowthStep) {
+		t.Errorf("%d connections hold %d bytes of body buffers after sending %d each", conns, held, sent)
+	}
+	for _, raw := range raws {
+		readUntilClosed(t, raw)
+	}
+	waitFor(t, 5*time.Second, "every connection removed", func() bool {
+		return len(b.clientsByID()) == 0
+	})
+}
