@@ -30,7 +30,9 @@ var ErrBrokerClosed = errors.New("broker closed")
 // and its TCP, HTTP and HTTPS listeners.
 //
 // Lock order: Broker.mu, then Topic.mu, then Channel.mu, then client.mu;
-// client.writeMu is never held while taking any of the others. A disk
+// client.writeMu is never held while taking any of the others, and is
+// held across socket writes, so /stats and other readers of a client
+// never take it (slowclient.go). A disk
 // write (diskqueue.Backlog.Put) may run under Topic.mu, never under
 // Channel.mu, and the backlog's own lock is innermost.
 type Broker struct {

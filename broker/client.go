@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -53,6 +54,14 @@ type client struct {
 	conn    net.Conn // raw, or the TLS connection over it
 	reader  *connReader
 	rawConn syscall.RawConn // raw's, made by readAvailable when first needed
+	// commandStarting says the reader loop has started a command whose
+	// read deadline is not set yet; readDeadlineSet that one is set. The
+	// reader goroutine's (slowclient.go).
+	commandStarting bool
+	readDeadlineSet bool
+	// bodyBufferSize is the capacity of a body buffer being grown as its
+	// bytes arrive; 0 otherwise (appendBody).
+	bodyBufferSize atomic.Int64
 
 	writeMu sync.Mutex
 	// out holds frames not yet written to dst; it lives in outBuf, a
@@ -94,6 +103,9 @@ type client struct {
 	topologyRegion string
 	topologyZone   string
 	locality       locality
+	// info is what /stats shows of the above, replaced after each change
+	// so /stats never takes writeMu (slowclient.go).
+	info atomic.Pointer[clientInfo]
 
 	state     atomic.Int32
 	rdy       atomic.Int64
@@ -143,12 +155,14 @@ func newClient(id int64, conn net.Conn, settings protocol.ClientSettings, logger
 	c.heartbeatNS.Store(int64(settings.HeartbeatInterval))
 	c.msgTimeoutNS.Store(int64(settings.MsgTimeout))
 	c.state.Store(stateInit)
+	c.publishInfoLocked() // nobody else has c yet
 	return c
 }
 
-// deadlineReader refreshes the read deadline before every read of the
-// socket: one deadline per buffer fill, not per command. With heartbeats
-// the client must say something at least every two intervals.
+// deadlineReader sets the read deadline on the first read of the socket
+// for each command and leaves it for the rest of that command: with
+// heartbeats a client must send each whole command within two intervals
+// (startCommandDeadline).
 type deadlineReader struct{ c *client }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
@@ -157,13 +171,12 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 		err := d.c.flushLocked()
 		d.c.writeMu.Unlock()
 		if err != nil {
+			d.c.close(closeWriteError, err) // not a read error, whatever it says
 			return 0, err
 		}
 	}
-	if hb := time.Duration(d.c.heartbeatNS.Load()); hb > 0 {
-		_ = d.c.raw.SetReadDeadline(time.Now().Add(2 * hb))
-	} else {
-		_ = d.c.raw.SetReadDeadline(time.Time{})
+	if d.c.commandStarting {
+		d.c.startCommandDeadline()
 	}
 	return d.c.conn.Read(p)
 }
@@ -294,6 +307,9 @@ func (c *client) wakeUp() {
 // socket was closed for another reason does not replace that reason. Safe
 // from any goroutine, with or without writeMu.
 func (c *client) close(reason closeReason, err error) {
+	if reason == closeWriteError && errors.Is(err, os.ErrDeadlineExceeded) {
+		reason = closeWriteTimeout // a client that stopped reading
+	}
 	c.exitOnce.Do(func() {
 		c.closedFor.Store(int32(reason))
 		close(c.exit)

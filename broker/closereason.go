@@ -18,10 +18,13 @@ const (
 	closeReadError                    // reading from the socket failed
 	closeWriteError                   // writing to the socket failed
 	closeProtocolError                // the client sent something fatal (an E_* error)
-	closeHeartbeatTimeout             // nothing read for two heartbeat intervals
+	closeHeartbeatTimeout             // no command begun within two heartbeat intervals
 	closeTLSHandshake                 // the TLS upgrade IDENTIFY negotiated failed
 	closeChannelDeleted               // the client's channel was deleted
 	closeBrokerShutdown               // the broker is shutting down
+	closeSlowCommand                  // a command line not whole within two heartbeat intervals
+	closeSlowBody                     // a command's body not whole within two heartbeat intervals
+	closeWriteTimeout                 // a write blocked for a heartbeat interval: the client stopped reading
 )
 
 var closeReasonNames = [...]string{
@@ -34,6 +37,9 @@ var closeReasonNames = [...]string{
 	closeTLSHandshake:     "TLS handshake failed",
 	closeChannelDeleted:   "channel deleted",
 	closeBrokerShutdown:   "broker shutdown",
+	closeSlowCommand:      "slow command",
+	closeSlowBody:         "slow body",
+	closeWriteTimeout:     "write timeout",
 }
 
 func (r closeReason) String() string {

@@ -92,6 +92,21 @@ func TestCloseReasons(t *testing.T) {
 			wantErr: "broken pipe",
 		},
 		{
+			name: "response write times out",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{})
+				// As if the client had stopped reading for a heartbeat
+				// interval: the reader's flush of the PUB's OK fails.
+				c := onlyClient(t, b)
+				if err := c.raw.SetWriteDeadline(time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				raw.send(t, "PUB", []byte("x"), "write_timeout")
+			},
+			want:    closeWriteTimeout,
+			wantErr: "i/o timeout",
+		},
+		{
 			name: "fatal protocol error",
 			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
 				raw.send(t, "FOO", nil)
@@ -114,6 +129,24 @@ func TestCloseReasons(t *testing.T) {
 			},
 			want:    closeHeartbeatTimeout,
 			wantErr: "i/o timeout",
+		},
+		{
+			name: "slow command line",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{"heartbeat_interval": 1000})
+				raw.sendRaw(t, []byte("PUB half_a_li")) // and never the rest
+			},
+			want:    closeSlowCommand,
+			wantErr: "i/o timeout",
+		},
+		{
+			name: "slow body",
+			trigger: func(t *testing.T, b *Broker, raw *rawClient) {
+				raw.identify(t, map[string]any{"heartbeat_interval": 1000})
+				raw.sendRaw(t, rawWithBody("PUB", 10, []byte("abc"), "slow_body"))
+			},
+			want:    closeSlowBody,
+			wantErr: "PUB failed to read message body",
 		},
 		{
 			name: "TLS handshake fails",
@@ -200,7 +233,7 @@ func TestCloseReasons(t *testing.T) {
 
 func TestCloseReasonStrings(t *testing.T) {
 	seen := map[string]closeReason{}
-	for r := closeNone; r <= closeBrokerShutdown; r++ {
+	for r := closeNone; r <= closeWriteTimeout; r++ {
 		s := r.String()
 		if s == "" || strings.HasPrefix(s, "closeReason(") {
 			t.Errorf("closeReason %d has no name", r)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"slices"
+	"os"
 	"sync"
 	"time"
 
@@ -105,6 +105,7 @@ func (v *v2Conn) readLoop() (closeReason, error) {
 	var paramsArray [4][]byte
 	params := paramsArray[:0]
 	for {
+		c.commandStarting = true // its deadline is set by its first socket read
 		line, err := c.reader.readLine()
 		if err != nil {
 			return c.readFailed(err)
@@ -127,7 +128,11 @@ func (c *client) readFailed(err error) (closeReason, error) {
 		_ = c.writeError(perr)
 		return closeProtocolError, perr
 	}
-	return readCloseReason(err), err
+	reason := readCloseReason(err)
+	if reason == closeHeartbeatTimeout && c.reader.buffered() > 0 {
+		reason = closeSlowCommand // part of a line came, not the rest
+	}
+	return reason, err
 }
 
 // execCommand executes one command and writes its response or error. It
@@ -141,6 +146,8 @@ func (v *v2Conn) execCommand(cmd protocol.Command) (closeReason, error) {
 		switch {
 		case perr.Fatal && errors.As(perr, new(tlsHandshakeError)):
 			return closeTLSHandshake, perr
+		case perr.Fatal && errors.Is(perr, os.ErrDeadlineExceeded):
+			return closeSlowBody, perr // the command's deadline passed mid-body
 		case perr.Fatal:
 			return closeProtocolError, perr
 		case writeErr != nil:
@@ -216,12 +223,8 @@ func readBodyInto(c *client, buf []byte, cmd, code, what string, max int64) ([]b
 		}
 		return nil, protocol.Errorf(code, "%s %s too big %d > %d", cmd, tooBig, size, max)
 	}
-	body := buf[:0]
-	if cap(buf) < int(size) {
-		body = make([]byte, size)
-	}
-	body = body[:size]
-	if _, err := io.ReadFull(c.reader, body); err != nil {
+	body, err := c.appendBody(buf[:0], int(size))
+	if err != nil {
 		return nil, protocol.Errorf(code, "%s failed to read %s", cmd, what).Wrap(err)
 	}
 	return body, nil
@@ -244,8 +247,8 @@ func (v *v2Conn) identify() ([]byte, *protocol.Error) {
 	if size <= 0 {
 		return nil, protocol.Errorf(protocol.CodeBadBody, "IDENTIFY invalid body size %d", size)
 	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(c.reader, body); err != nil {
+	body, err := c.appendBody(nil, int(size))
+	if err != nil {
 		return nil, protocol.NewError(protocol.CodeBadBody, "IDENTIFY failed to read body").Wrap(err)
 	}
 	data, perr := protocol.ParseIdentify(body)
@@ -259,7 +262,8 @@ func (v *v2Conn) identify() ([]byte, *protocol.Error) {
 
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	// Identity and settings change under writeMu, where /stats reads them.
+	defer c.publishInfoLocked() // for /stats, with the TLS state if upgraded
+	// Identity and settings change under writeMu.
 	if data.ClientID != "" {
 		c.clientID = data.ClientID
 	}
@@ -562,10 +566,8 @@ func (v *v2Conn) readMPUBRest(body []byte) ([]byte, *protocol.Error) {
 		if perr != nil || need == 0 {
 			return body, perr
 		}
-		body = slices.Grow(body, need)
-		n := len(body)
-		body = body[:n+need]
-		if _, err := io.ReadFull(v.c.reader, body[n:]); err != nil {
+		var err error
+		if body, err = v.c.appendBody(body, need); err != nil {
 			return nil, protocol.NewError(protocol.CodeBadMessage, "MPUB failed to read message body").Wrap(err)
 		}
 	}

@@ -312,17 +312,12 @@ func (c *client) stats(topicFilter string) clientStats {
 	c.mu.Unlock()
 	slices.SortFunc(pubs, func(a, b pubCount) int { return strings.Compare(a.Topic, b.Topic) })
 
-	// IDENTIFY sets these while holding writeMu.
-	c.writeMu.Lock()
-	clientID, hostname, userAgent := c.clientID, c.hostname, c.userAgent
-	topologyZone, topologyRegion := c.topologyZone, c.topologyRegion
-	settings := c.settings
-	tlsState := c.tlsState
-	c.writeMu.Unlock()
+	// Not writeMu: a write to a client that does not read holds it.
+	info := c.info.Load()
 
 	st := clientStats{
-		ClientID:      clientID,
-		Hostname:      hostname,
+		ClientID:      info.clientID,
+		Hostname:      info.hostname,
 		Version:       "V2",
 		RemoteAddress: c.remoteAddr,
 		State:         c.state.Load(),
@@ -333,16 +328,16 @@ func (c *client) stats(topicFilter string) clientStats {
 		RequeueCount:  c.requeueCount.Load(),
 		ConnectTime:   c.connectTS.Unix(),
 		SampleRate:    c.sampleRate.Load(),
-		Deflate:       settings.Deflate,
-		Snappy:        settings.Snappy,
-		UserAgent:     userAgent,
+		Deflate:       info.deflate,
+		Snappy:        info.snappy,
+		UserAgent:     info.userAgent,
 		PubCounts:     pubs,
 
-		TopologyZone:   topologyZone,
-		TopologyRegion: topologyRegion,
+		TopologyZone:   info.topologyZone,
+		TopologyRegion: info.topologyRegion,
 	}
 	st.Authed, st.AuthIdentity, st.AuthIdentityURL = c.auth.stats()
-	if tlsState != nil {
+	if tlsState := info.tlsState; tlsState != nil {
 		st.TLS = true
 		st.CipherSuite = tls.CipherSuiteName(tlsState.CipherSuite)
 		st.TLSVersion = tlsVersionName(tlsState.Version)
