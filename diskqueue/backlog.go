@@ -317,6 +317,10 @@ func (b *Backlog) Damaged() (records, files int64) {
 	return b.damagedRecords.Load(), b.damagedFiles.Load()
 }
 
+// Lost is how many messages were acknowledged to their publishers before
+// a write that failed: they never reached the disk.
+func (b *Backlog) Lost() int64 { return b.lost.Load() }
+
 // badFile hears from the queue that it set a damaged file aside.
 func (b *Backlog) badFile() {
 	n := b.damagedFiles.Add(1)

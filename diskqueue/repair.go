@@ -246,10 +246,10 @@ func rebuildMetadata(o Options, logger *slog.Logger, problem string, old *metada
 		scan, err := scanSegment(o, path, 0, nil)
 		switch {
 		case err != nil || (scan.records == 0 && scan.size > 0):
-			bad := quarantine(path)
+			bad, renameErr := atomicfile.SetAside(path)
 			quarantined++
 			logger.Error("set aside an unreadable disk-queue file", "file", path, "renamed", bad,
-				"bytes_lost", scan.size, "err", err)
+				"bytes_lost", scan.size, "err", errors.Join(err, renameErr))
 		case scan.size == 0:
 			_ = os.Remove(path) // holds nothing; read, it would count as damage
 		default:
@@ -327,21 +327,6 @@ func fromBoundary(o Options, n, pos int64, only bool) (segmentScan, bool) {
 	}
 	scan, err := scanSegment(o, segmentPath(o, n), pos, nil)
 	return scan, err == nil
-}
-
-// quarantine renames an unreadable file to .bad, as go-diskqueue does,
-// without replacing an earlier .bad of the same name. It returns the new
-// name.
-func quarantine(path string) string {
-	bad := path + ".bad"
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(bad); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		bad = fmt.Sprintf("%s.%d.bad", path, i)
-	}
-	_ = os.Rename(path, bad)
-	return bad
 }
 
 // writeMetadata replaces the metadata file atomically.

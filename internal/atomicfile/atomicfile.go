@@ -37,3 +37,16 @@ func Write(path string, data []byte) error {
 	}
 	return nil
 }
+
+// SetAside renames a damaged file to path+".bad" (or path+".N.bad" when
+// that is taken, so no earlier one is lost) and returns the new name.
+func SetAside(path string) (string, error) {
+	bad := path + ".bad"
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(bad); os.IsNotExist(err) {
+			break
+		}
+		bad = fmt.Sprintf("%s.%d.bad", path, i)
+	}
+	return bad, os.Rename(path, bad)
+}
