@@ -227,6 +227,13 @@ func inconsistency(o Options, md metadata) string {
 	if size, ok := sizes[md.readFile]; ok && md.readPos > size {
 		return "read position past the end of its file"
 	}
+	if _, ok := sizes[md.readFile]; ok && md.readPos > 0 {
+		if start, end := recordBoundary(o, md.readFile, md.readPos); !start && !end {
+			// go-diskqueue would read a size from the middle of a record and
+			// set the rest of the file aside.
+			return "read position not at the start of a record"
+		}
+	}
 	if size, ok := sizes[md.writeFile]; ok && md.writePos > size {
 		return "write position past the end of its file"
 	}
@@ -311,18 +318,23 @@ func rebuildMetadata(o Options, logger *slog.Logger, problem string, old *metada
 	return quarantined
 }
 
+// recordBoundary reports whether a record starts at pos in segment n, and
+// whether pos is just past its last whole record.
+func recordBoundary(o Options, n, pos int64) (start, end bool) {
+	scan, err := scanSegment(o, segmentPath(o, n), 0, func(offset int64) {
+		if offset == pos {
+			start = true
+		}
+	})
+	return err == nil && start, err == nil && pos == scan.end
+}
+
 // fromBoundary scans segment n from pos if pos is where a record starts
 // (or, in the queue's only file, the end of its records), and reports
 // whether it is. go-diskqueue fails on a read position at the end of a
 // file it is not writing.
 func fromBoundary(o Options, n, pos int64, only bool) (segmentScan, bool) {
-	boundary := false
-	whole, err := scanSegment(o, segmentPath(o, n), 0, func(offset int64) {
-		if offset == pos {
-			boundary = true
-		}
-	})
-	if err != nil || !(boundary || (only && pos == whole.end)) {
+	if start, end := recordBoundary(o, n, pos); !start && !(only && end) {
 		return segmentScan{}, false
 	}
 	scan, err := scanSegment(o, segmentPath(o, n), pos, nil)

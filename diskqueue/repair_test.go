@@ -45,7 +45,11 @@ func TestMetadataRebuiltFromSegments(t *testing.T) {
 			writeMeta(t, o.DataPath, fmt.Sprintf("%d\n0,0\n%d,0\n", total, last/2))
 		}},
 		{"read position inside a record", func(t *testing.T, o Options, last int64) {
-			writeMeta(t, o.DataPath, fmt.Sprintf("%d\n0,7\n%d,99999999\n", total, last))
+			info, err := os.Stat(segmentPath(o, last))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeMeta(t, o.DataPath, fmt.Sprintf("%d\n0,7\n%d,%d\n", total, last, info.Size()))
 		}},
 	}
 	for _, tc := range cases {
