@@ -281,7 +281,7 @@ func rebuildMetadata(o Options, logger *slog.Logger, problem string, old *metada
 	}
 
 	md := metadata{}
-	var messages, tornBytes int64
+	var messages, damagedBytes int64
 	if len(kept) > 0 {
 		first, last := kept[0], kept[len(kept)-1]
 		md.readFile, md.writeFile = first, last
@@ -294,13 +294,14 @@ func rebuildMetadata(o Options, logger *slog.Logger, problem string, old *metada
 		for _, scan := range scans {
 			md.depth += scan.records
 			messages += scan.messages
+			// go-diskqueue sets a file aside once it has read the whole
+			// records before such damage; what follows it is lost.
+			damagedBytes += scan.size - scan.end
 		}
 		tail := scans[len(scans)-1]
 		md.writePos = tail.end
 		if tail.end != tail.size {
-			// A torn or damaged tail: write on in a new file, and let
-			// go-diskqueue set this one aside once its records are read.
-			tornBytes = tail.size - tail.end
+			// A torn or damaged tail: write on in a new file.
 			md.writeFile, md.writePos = last+1, 0
 		}
 	} else if len(segments) > 0 {
@@ -314,7 +315,7 @@ func rebuildMetadata(o Options, logger *slog.Logger, problem string, old *metada
 	logger.Warn("rebuilt disk queue metadata from its segment files", "problem", problem,
 		"segments", len(kept), "messages", messages, "records", md.depth,
 		"read_file", md.readFile, "read_pos", md.readPos, "write_file", md.writeFile, "write_pos", md.writePos,
-		"files_set_aside", quarantined, "files_renumbered", renumbered, "damaged_tail_bytes", tornBytes)
+		"files_set_aside", quarantined, "files_renumbered", renumbered, "unreadable_bytes_after_records", damagedBytes)
 	return quarantined
 }
 

@@ -187,3 +187,35 @@ func FuzzParseMetadata(f *testing.F) {
 		}
 	})
 }
+
+// TestMetadataRebuildAfterTornTail: with the metadata gone and half a
+// record at the end of the newest file, every whole record comes back and
+// new records are written to a new file, not after the torn bytes.
+func TestMetadataRebuildAfterTornTail(t *testing.T) {
+	dir := t.TempDir()
+	o := repairOptions(t, dir)
+	writeBatches(t, o, 100, 10)
+	segments, err := listSegments(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := segmentPath(o, segments[len(segments)-1])
+	f, err := os.OpenFile(last, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0, 0, 1, 0, 0xff, 'W'}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Remove(metadataPath(o)); err != nil {
+		t.Fatal(err)
+	}
+
+	b := openBacklog(t, o)
+	wantBacklogDepth(t, b, 1000)
+	if err := b.Put(messages(1000, 1010)); err != nil {
+		t.Fatal(err)
+	}
+	takeN(t, b, 0, 1010)
+}
