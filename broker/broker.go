@@ -471,7 +471,7 @@ func (b *Broker) persistMetadata() error {
 }
 
 func (b *Broker) loadMetadata() error {
-	md, err := readMetadata(b.opts.DataPath)
+	md, err := readOrRebuildMetadata(b.opts.DataPath, b.logger)
 	if err != nil {
 		return err
 	}

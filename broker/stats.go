@@ -42,6 +42,7 @@ type topicStats struct {
 	MessageBytes         uint64         `json:"message_bytes"`
 	Paused               bool           `json:"paused"`
 	E2eProcessingLatency latencyStats   `json:"e2e_processing_latency"`
+	diskLossStats
 }
 
 type channelStats struct {
@@ -64,6 +65,7 @@ type channelStats struct {
 	Clients              []clientStats `json:"clients"`
 	Paused               bool          `json:"paused"`
 	E2eProcessingLatency latencyStats  `json:"e2e_processing_latency"`
+	diskLossStats
 }
 
 // latencyStats is the end-to-end processing latency of a channel, or of a
@@ -228,6 +230,7 @@ func (b *Broker) statsSnapshot(topicName, channelName string, includeClients boo
 			MessageBytes:         t.messageBytes.Load(),
 			Paused:               t.IsPaused(),
 			E2eProcessingLatency: b.topicLatency(t),
+			diskLossStats:        diskLoss(t.backend),
 		}
 		for _, ch := range channels {
 			ts.Channels = append(ts.Channels, b.channelStats(ch, topicName, includeClients))
@@ -264,6 +267,7 @@ func (b *Broker) channelStats(ch *Channel, topicFilter string, includeClients bo
 		ClientCount:          len(clients),
 		Paused:               ch.IsPaused(),
 		E2eProcessingLatency: b.channelLatency(ch),
+		diskLossStats:        diskLoss(ch.backend),
 	}
 	if includeClients {
 		sortClients(clients)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"wren/diskqueue"
+	"wren/internal/atomicfile"
 	"wren/protocol"
 )
 
@@ -75,34 +76,9 @@ func readMetadata(dataPath string) (*metadataFile, error) {
 	return &md, nil
 }
 
-// writeFileAtomic writes data to a temporary file, fsyncs it and renames it
-// over path, so a crash leaves either the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = dir.Sync()
-		_ = dir.Close()
-	}
-	return nil
-}
+// writeFileAtomic replaces path so that a crash leaves either the old file
+// or the new one.
+func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // The deferred file keeps a queue's deferred messages across a clean
 // restart with their due times, which nsqd's disk format has no room for:

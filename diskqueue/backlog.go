@@ -98,13 +98,14 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, RecordTarget);
 func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
 	b.writeBehind = max(o.WriteBehind, 0)
+	b.damagedFiles.Add(repairMetadata(o, queueLogger(o)))
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
 	}
 	b.depth.Store(depth)
 	o.onBadFile = b.badFile
-	b.queue = Open(o)
+	b.queue = openRepaired(o)
 	b.syncer = newSyncer(o, b.logger, writeFile)
 	return b
 }
@@ -315,6 +316,10 @@ func (b *Backlog) Depth() int64 { return max(b.depth.Load(), 0) }
 func (b *Backlog) Damaged() (records, files int64) {
 	return b.damagedRecords.Load(), b.damagedFiles.Load()
 }
+
+// Lost is how many messages were acknowledged to their publishers before
+// a write that failed: they never reached the disk.
+func (b *Backlog) Lost() int64 { return b.lost.Load() }
 
 // badFile hears from the queue that it set a damaged file aside.
 func (b *Backlog) badFile() {

@@ -1,11 +1,8 @@
 package diskqueue
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 )
@@ -48,35 +45,9 @@ func segmentPath(o Options, n int64) string {
 }
 
 func countFileEntries(o Options, path string, from int64) (int64, error) {
-	f, err := os.Open(path)
+	scan, err := scanSegment(o, path, from, nil)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return 0, err
-	}
-	r := bufio.NewReaderSize(f, 256<<10)
-	var count int64
-	var header [4 + RecordHeaderSize]byte
-	for {
-		if _, err := io.ReadFull(r, header[:4]); err != nil {
-			return count, nil // the end of the file, or a cut-short size
-		}
-		size := int32(binary.BigEndian.Uint32(header[:4]))
-		if size < o.MinRecordSize || size > o.MaxRecordSize {
-			return count, nil
-		}
-		peek := min(int(size), RecordHeaderSize)
-		if _, err := io.ReadFull(r, header[4:4+peek]); err != nil {
-			return count, nil
-		}
-		if _, err := r.Discard(int(size) - peek); err != nil {
-			return count, nil
-		}
-		count += recordEntryCount(header[4:4+peek], int(size))
-	}
+	return scan.messages, err
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -53,11 +52,22 @@ type Options struct {
 // Open opens (or creates) the queue named by o.Name under o.DataPath,
 // restoring its read and write positions from the metadata file.
 func Open(o Options) Queue {
+	repairMetadata(o, queueLogger(o))
+	return openRepaired(o)
+}
+
+func queueLogger(o Options) *slog.Logger {
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("queue", o.Name)
+	return logger.With("queue", o.Name)
+}
+
+// openRepaired opens the queue once repairMetadata has checked its
+// metadata.
+func openRepaired(o Options) Queue {
+	logger := queueLogger(o)
 	logf := func(lvl godiskqueue.LogLevel, f string, args ...interface{}) {
 		msg := strings.TrimPrefix(fmt.Sprintf(f, args...), "DISKQUEUE("+o.Name+"): ")
 		// go-diskqueue says so only in its log when it renames a file it
@@ -76,7 +86,6 @@ func Open(o Options) Queue {
 			logger.Error(msg)
 		}
 	}
-	repairMetadata(o, logger)
 	return deletingQueue{godiskqueue.New(o.Name, o.DataPath, o.MaxBytesPerFile, o.MinRecordSize,
 		o.MaxRecordSize, o.SyncEvery, o.SyncTimeout, logf)}
 }
@@ -94,32 +103,6 @@ func (q deletingQueue) Delete() error {
 // metadataPath is where go-diskqueue keeps a queue's positions.
 func metadataPath(o Options) string {
 	return filepath.Join(o.DataPath, o.Name+".diskqueue.meta.dat")
-}
-
-// repairMetadata fixes the one inconsistency go-diskqueue v1.1.0 cannot
-// survive: a read file after the write file (left by a damaged or
-// hand-edited metadata file) sends its reader through file numbers for
-// ever and blocks every call. Such a queue restarts empty at its write
-// position; its data files stay on disk for inspection.
-func repairMetadata(o Options, logger *slog.Logger) {
-	path := metadataPath(o)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	var depth, readFile, readPos, writeFile, writePos int64
-	if _, err := fmt.Sscanf(string(data), "%d\n%d,%d\n%d,%d\n", &depth, &readFile, &readPos, &writeFile, &writePos); err != nil {
-		return // go-diskqueue reports and survives an unreadable file
-	}
-	if readFile <= writeFile {
-		return
-	}
-	logger.Error("disk queue metadata reads past its write file; starting the queue empty",
-		"read_file", readFile, "write_file", writeFile, "metadata", path)
-	fixed := fmt.Sprintf("0\n%d,%d\n%d,%d\n", writeFile, writePos, writeFile, writePos)
-	if err := os.WriteFile(path, []byte(fixed), 0o600); err != nil {
-		logger.Error("repairing disk queue metadata", "err", err)
-	}
 }
 
 // Discard is the queue of an ephemeral topic or channel: records put to it

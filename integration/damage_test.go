@@ -101,4 +101,7 @@ func TestDamagedRecordsSkipped(t *testing.T) {
 	if len(got.at) != len(want)+1 {
 		t.Errorf("delivered %d distinct messages, want %d", len(got.at), len(want)+1)
 	}
+	if losses := channelLosses(t, w2.http, topic, channel); losses["damaged_records"] != 1 {
+		t.Errorf("/stats reports losses %v, want damaged_records 1", losses)
+	}
 }
