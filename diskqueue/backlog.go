@@ -1,6 +1,7 @@
 package diskqueue
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -71,6 +72,11 @@ type Backlog struct {
 
 	syncer *syncer // nil for a discard backlog
 
+	// onWriteState hears when writes start failing (a non-nil error) and
+	// when one succeeds again (nil); writes are serialised, so the calls
+	// come in order.
+	onWriteState func(error)
+
 	damagedRecords atomic.Int64
 	damagedFiles   atomic.Int64
 	lost           atomic.Int64 // messages put without waiting whose write failed
@@ -86,6 +92,7 @@ type writeGroup struct {
 	counts  []int
 	total   int64
 	acked   int64         // messages of Puts that returned without waiting
+	written int64         // messages in the records written before a failure
 	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
 	err     error
@@ -98,6 +105,7 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, RecordTarget);
 func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
 	b.writeBehind = max(o.WriteBehind, 0)
+	b.onWriteState = o.OnWriteState
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
@@ -141,6 +149,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		g = &writeGroup{done: make(chan struct{})}
 		b.pending = g
 	}
+	start := g.total
 	g.add(msgs)
 	b.depth.Add(n)
 	b.unwritten += n
@@ -160,7 +169,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		default:
 		}
 		<-g.done
-		return g.err
+		return g.result(start, n)
 	}
 	b.writing = true
 	if !wait {
@@ -188,7 +197,38 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		b.writing = false
 		b.mu.Unlock()
 	}
-	return g.err
+	return g.result(start, n)
+}
+
+// WriteError is a failed Put's error. Written is how many of the Put's
+// messages, its first ones, were written all the same (a group is written
+// as several records, and the disk may fill between them), so a caller
+// can retry the rest without duplicating those.
+type WriteError struct {
+	Written int
+	Err     error
+}
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Written says how many of a failed Put's messages were written: a
+// WriteError's count, else none.
+func Written(err error) int {
+	var we *WriteError
+	if errors.As(err, &we) {
+		return we.Written
+	}
+	return 0
+}
+
+// result is the outcome of the Put whose n messages start at offset start
+// in the group. g.done must be closed.
+func (g *writeGroup) result(start, n int64) error {
+	if g.err == nil {
+		return nil
+	}
+	return &WriteError{Written: int(min(max(g.written-start, 0), n)), Err: g.err}
 }
 
 // drain writes g and then every group put while it wrote, until none is
@@ -255,6 +295,7 @@ func (b *Backlog) write(g *writeGroup) {
 				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
 			} else {
 				b.syncer.wrote(g.counts[i])
+				g.written += int64(g.counts[i])
 			}
 		}
 		if g.err != nil {
@@ -266,9 +307,13 @@ func (b *Backlog) write(g *writeGroup) {
 	b.depth.Add(-failed)
 	b.mu.Lock()
 	b.unwritten -= g.total
+	changed := (b.writeErr == nil) != (g.err == nil)
 	b.writeErr = g.err
 	b.current = nil
 	b.mu.Unlock()
+	if changed && b.onWriteState != nil {
+		b.onWriteState(g.err)
+	}
 	if lost := min(failed, g.acked); lost > 0 {
 		n := b.lost.Add(lost)
 		b.logger.Error("lost messages acknowledged before their write failed",
@@ -388,10 +433,18 @@ func (b *Backlog) Empty() error {
 // Close or Delete acts; later ones return nil.
 func (b *Backlog) Close() error { return b.finish(b.queue.Close) }
 
-// Delete closes the queue and removes its files.
+// Delete closes the queue and removes its files. A queue whose writes
+// were failing reports itself healthy: it holds nothing any more.
 func (b *Backlog) Delete() error {
 	return b.finish(func() error {
 		b.depth.Store(0)
+		b.mu.Lock()
+		failing := b.writeErr != nil
+		b.writeErr = nil
+		b.mu.Unlock()
+		if failing && b.onWriteState != nil {
+			b.onWriteState(nil)
+		}
 		return b.queue.Delete()
 	})
 }
