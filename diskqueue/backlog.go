@@ -1,6 +1,7 @@
 package diskqueue
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,8 @@ type Backlog struct {
 	closing   bool          // Close or Delete has begun; guarded by mu
 	hurry     chan struct{} // ends a drain's coalescing window early
 	current   *writeGroup   // the group being written; guarded by mu
+	retry     *writeGroup   // acknowledged messages whose write failed, to write again; guarded by mu
+	stopping  chan struct{} // closed when Close or Delete begins: retries stop waiting
 
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
@@ -92,11 +95,15 @@ type writeGroup struct {
 	counts  []int
 	total   int64
 	acked   int64         // messages of Puts that returned without waiting
+	ackedAt []msgSpan        // where those Puts' messages are in the group
 	written int64         // messages in the records written before a failure
 	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
 	err     error
 }
+
+// msgSpan is the messages start..start+n of a group.
+type msgSpan struct{ start, n int64 }
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, RecordTarget); return &b }}
 
@@ -130,7 +137,7 @@ func newBacklog(name string, logger *slog.Logger, keeps bool) *Backlog {
 		logger = slog.Default()
 	}
 	return &Backlog{name: name, logger: logger.With("queue", name), keeps: keeps,
-		closed: make(chan struct{}), hurry: make(chan struct{}, 1)}
+		closed: make(chan struct{}), hurry: make(chan struct{}, 1), stopping: make(chan struct{})}
 }
 
 // Put queues msgs for the disk. It returns at once while the messages
@@ -158,6 +165,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		g.waiters++
 	} else {
 		g.acked += n
+		g.ackedAt = append(g.ackedAt, msgSpan{start, n})
 	}
 	if b.writing {
 		b.mu.Unlock()
@@ -187,7 +195,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 	// drain, so it does not keep writing for others.
 	b.write(g)
 	b.mu.Lock()
-	if b.pending != nil {
+	if b.pending != nil || b.retry != nil {
 		next := b.pending
 		b.pending = nil
 		b.drained = make(chan struct{})
@@ -233,7 +241,10 @@ func (g *writeGroup) result(start, n int64) error {
 
 // drain writes g and then every group put while it wrote, until none is
 // left. Given no group, it first lets the pending one gather Puts for
-// coalesceWindow, or until a Put waits for it.
+// coalesceWindow, or until a Put waits for it. Acknowledged messages whose
+// write failed are written again, after a backoff that grows from
+// minRetryBackoff to maxRetryBackoff, taking turns with the pending group
+// so Puts that wait still hear the disk's error.
 func (b *Backlog) drain(g *writeGroup) {
 	if g == nil {
 		window := time.NewTimer(coalesceWindow)
@@ -243,11 +254,18 @@ func (b *Backlog) drain(g *writeGroup) {
 			window.Stop()
 		}
 	}
+	backoff := minRetryBackoff
+	lastWasRetry := false
 	for {
+		retry := false
 		b.mu.Lock()
 		if g == nil {
-			g = b.pending
-			b.pending = nil
+			if b.retry != nil && !(lastWasRetry && b.pending != nil) {
+				g, b.retry, retry = b.retry, nil, true
+				b.current = g // so Empty waits for it rather than missing it
+			} else {
+				g, b.pending = b.pending, nil
+			}
 		}
 		if g == nil {
 			b.writing = false
@@ -257,23 +275,38 @@ func (b *Backlog) drain(g *writeGroup) {
 			return
 		}
 		b.mu.Unlock()
+		if retry {
+			wait := time.NewTimer(backoff)
+			select {
+			case <-wait.C:
+			case <-b.stopping:
+				wait.Stop()
+			}
+		}
 		b.write(g)
+		if retry {
+			backoff = min(2*backoff, maxRetryBackoff)
+			if g.err == nil {
+				backoff = minRetryBackoff
+			}
+		}
+		lastWasRetry = retry
 		g = nil
 	}
 }
 
+// The backoff between writes of acknowledged messages whose write failed.
+const (
+	minRetryBackoff = 10 * time.Millisecond
+	maxRetryBackoff = time.Second
+)
+
 // add encodes msgs into the group's records. b.mu must be held.
 func (g *writeGroup) add(msgs []protocol.Message) {
-	last := len(g.records) - 1
 	for i := range msgs {
 		m := &msgs[i]
 		size := m.EncodedSize()
-		if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
-			buf := recordPool.Get().(*[]byte)
-			g.records = append(g.records, BeginRecord((*buf)[:0]))
-			g.counts = append(g.counts, 0)
-			last++
-		}
+		last := g.recordFor(size)
 		rec := AppendEntry(g.records[last], size)
 		g.records[last] = protocol.AppendMessage(rec, m)
 		g.counts[last]++
@@ -281,14 +314,85 @@ func (g *writeGroup) add(msgs []protocol.Message) {
 	g.total += int64(len(msgs))
 }
 
+// recordFor returns the index of the record an entry of size bytes goes
+// in, beginning a new one when the last is full.
+func (g *writeGroup) recordFor(size int) int {
+	last := len(g.records) - 1
+	if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
+		buf := recordPool.Get().(*[]byte)
+		g.records = append(g.records, BeginRecord((*buf)[:0]))
+		g.counts = append(g.counts, 0)
+		last++
+	}
+	return last
+}
+
+// addEntry appends an encoded message to the group's records.
+func (g *writeGroup) addEntry(entry []byte) {
+	last := g.recordFor(len(entry))
+	g.records[last] = append(AppendEntry(g.records[last], len(entry)), entry...)
+	g.counts[last]++
+	g.total++
+}
+
+// isAcked reports whether message i of the group was acknowledged before
+// its write.
+func (g *writeGroup) isAcked(i int64) bool {
+	for _, sp := range g.ackedAt {
+		if i >= sp.start && i < sp.start+sp.n {
+			return true
+		}
+	}
+	return false
+}
+
+// keepAcked copies the acknowledged messages of rec, the group's record
+// whose first message is message first, into keep (made when nil), and
+// says how many there were.
+func (g *writeGroup) keepAcked(keep **writeGroup, rec []byte, first int64, count int, copyThem bool) int64 {
+	var n int64
+	off := RecordHeaderSize
+	for k := 0; k < count; k++ {
+		size := int(binary.BigEndian.Uint32(rec[off:]))
+		entry := rec[off+EntryHeaderSize : off+EntryHeaderSize+size]
+		off += EntryHeaderSize + size
+		if !g.isAcked(first + int64(k)) {
+			continue
+		}
+		n++
+		if copyThem {
+			if *keep == nil {
+				*keep = &writeGroup{done: make(chan struct{})}
+			}
+			(*keep).addEntry(entry)
+		}
+	}
+	return n
+}
+
+// merge appends other's records to g's; both are retry groups, whose
+// messages were all acknowledged.
+func (g *writeGroup) merge(other *writeGroup) {
+	g.records = append(g.records, other.records...)
+	g.counts = append(g.counts, other.counts...)
+	g.total += other.total
+	g.acked += other.acked
+	g.ackedAt = []msgSpan{{0, g.total}}
+}
+
 // write puts the group's records to the queue, then wakes its members.
-// Messages of a failed write are taken off the depth; those whose Puts
-// did not wait for it are lost, and said so in the log.
+// Messages of a failed write whose Puts waited for it are taken off the
+// depth (their Puts return the error). Those whose Puts did not wait were
+// acknowledged: they stay queued and are written again (see drain), unless
+// the backlog is closing, when they are lost, and said so in the log.
 func (b *Backlog) write(g *writeGroup) {
 	b.mu.Lock()
 	b.current = g
+	closing := b.closing
 	b.mu.Unlock()
-	var failed int64
+	var failed, ackedFailed int64
+	var keep *writeGroup
+	var first int64 // the group's index of the record's first message
 	for i, rec := range g.records {
 		if g.err == nil {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
@@ -300,21 +404,42 @@ func (b *Backlog) write(g *writeGroup) {
 		}
 		if g.err != nil {
 			failed += int64(g.counts[i])
+			if g.acked > 0 {
+				ackedFailed += g.keepAcked(&keep, rec, first, g.counts[i], !closing)
+			}
 		}
+		first += int64(g.counts[i])
 		recordPool.Put(&rec)
 	}
 	g.records = nil
-	b.depth.Add(-failed)
+	var kept int64
+	if keep != nil {
+		kept = keep.total
+		keep.acked = kept
+		keep.ackedAt = []msgSpan{{0, kept}}
+	}
+	b.depth.Add(-(failed - kept))
 	b.mu.Lock()
-	b.unwritten -= g.total
+	b.unwritten -= g.total - kept
 	changed := (b.writeErr == nil) != (g.err == nil)
 	b.writeErr = g.err
 	b.current = nil
+	if keep != nil {
+		if b.retry != nil {
+			b.retry.merge(keep)
+		} else {
+			b.retry = keep
+		}
+	}
 	b.mu.Unlock()
 	if changed && b.onWriteState != nil {
 		b.onWriteState(g.err)
 	}
-	if lost := min(failed, g.acked); lost > 0 {
+	if kept > 0 {
+		b.logger.Error("write failed; keeping the acknowledged messages to write again",
+			"err", g.err, "messages", kept)
+	}
+	if lost := ackedFailed - kept; lost > 0 {
 		n := b.lost.Add(lost)
 		b.logger.Error("lost messages acknowledged before their write failed",
 			"err", g.err, "messages", lost, "lost_total", n)
@@ -410,6 +535,14 @@ func (b *Backlog) reconcile() {
 func (b *Backlog) Empty() error {
 	b.mu.Lock()
 	writing := b.current
+	if r := b.retry; r != nil {
+		b.retry = nil
+		b.unwritten -= r.total
+		for _, rec := range r.records {
+			recordPool.Put(&rec)
+		}
+		r.records = nil
+	}
 	if g := b.pending; g != nil {
 		b.pending = nil
 		b.unwritten -= g.total
@@ -456,6 +589,7 @@ func (b *Backlog) finish(end func() error) error {
 		b.closing = true // later Puts write before they return
 		drained := b.drained
 		b.mu.Unlock()
+		close(b.stopping)
 		if drained != nil {
 			select {
 			case b.hurry <- struct{}{}:
