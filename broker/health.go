@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -45,7 +46,7 @@ func (h *healthState) set(queue string, err error) {
 	sort.Strings(names)
 	s := "NOK - " + h.failing[names[0]].Error()
 	if len(names) > 1 {
-		s += fmt.Sprintf(" (and %d more failing queues)", len(names)-1)
+		s += fmt.Sprintf("; %d more failing: %s", len(names)-1, strings.Join(names[1:], ", "))
 	}
 	h.text.Store(&s)
 }
