@@ -21,6 +21,9 @@ import (
 // copies wait here, publishes queue at the topic instead of fanning out
 // directly, and the pump moves no backlog, so the held copies are bounded
 // by one batch per channel and failed publish.
+//
+// Topic.retryMu guards only the list: it may be taken under Topic.mu and
+// is never held while a channel is called.
 const (
 	minRetryBackoff = 10 * time.Millisecond
 	maxRetryBackoff = time.Second

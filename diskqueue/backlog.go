@@ -95,7 +95,7 @@ type writeGroup struct {
 	counts  []int
 	total   int64
 	acked   int64         // messages of Puts that returned without waiting
-	ackedAt []msgSpan        // where those Puts' messages are in the group
+	ackedAt []msgSpan     // where those Puts' messages are in the group
 	written int64         // messages in the records written before a failure
 	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
