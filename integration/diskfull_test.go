@@ -121,14 +121,33 @@ func waitUnhealthy(t *testing.T, w *wrenProcess, queue string) string {
 	return body
 }
 
-// publishEventually publishes body, trying again while the producer
-// reconnects (E_PUB_FAILED closes the connection, as nsqd's does).
-func publishEventually(t *testing.T, p *nsq.Producer, topic, body string) {
+// publisher publishes with go-nsq, starting a new Producer after each
+// error: E_PUB_FAILED closes the connection (as nsqd's does), and go-nsq
+// v1.1.0 races with itself when a Producer reconnects.
+type publisher struct {
+	t    *testing.T
+	addr string
+	p    *nsq.Producer
+}
+
+func newPublisher(t *testing.T, addr string) *publisher {
+	return &publisher{t: t, addr: addr, p: producer(t, addr)}
+}
+
+func (pub *publisher) Publish(topic string, body []byte) error {
+	err := pub.p.Publish(topic, body)
+	if err != nil {
+		pub.p.Stop()
+		pub.p = producer(pub.t, pub.addr)
+	}
+	return err
+}
+
+// publishEventually publishes body, trying again until it is accepted.
+func publishEventually(t *testing.T, pub *publisher, topic, body string) {
 	t.Helper()
-	var err error
 	waitFor(t, 10*time.Second, "publishing "+body, func() bool {
-		err = p.Publish(topic, []byte(body))
-		return err == nil
+		return pub.Publish(topic, []byte(body)) == nil
 	})
 }
 
@@ -147,7 +166,7 @@ func alive(t *testing.T, w *wrenProcess) {
 func TestDiskFullHealthRecovers(t *testing.T) {
 	disk := smallDisk(t, "8m")
 	w := startWren(t, disk, "--mem-queue-size=0")
-	p := producer(t, w.tcpAddr)
+	p := newPublisher(t, w.tcpAddr)
 	if err := p.Publish("health", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +257,7 @@ func TestDiskFullPartialFanOut(t *testing.T) {
 		return false
 	})
 
-	p := producer(t, w.tcpAddr)
+	p := newPublisher(t, w.tcpAddr)
 	for i := 0; i < before; i++ { // fills b's memory
 		if err := p.Publish(topic, []byte(fmt.Sprintf("msg-%03d", i))); err != nil {
 			t.Fatal(err)
@@ -249,7 +268,11 @@ func TestDiskFullPartialFanOut(t *testing.T) {
 	acked := 0
 	for i := before; i < before+during; i++ {
 		body := fmt.Sprintf("msg-%03d", i)
-		if err := p.Publish(topic, []byte(body)); err != nil {
+		if len(refused) > 0 {
+			// The publisher holds the rest back after the first refusal,
+			// and sends them all once the disk has room.
+			refused = append(refused, body)
+		} else if err := p.Publish(topic, []byte(body)); err != nil {
 			refused = append(refused, body)
 		} else {
 			acked++
