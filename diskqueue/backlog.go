@@ -68,6 +68,7 @@ type Backlog struct {
 	hurry     chan struct{} // ends a drain's coalescing window early
 	current   *writeGroup   // the group being written; guarded by mu
 	retry     *writeGroup   // acknowledged messages whose write failed, to write again; guarded by mu
+	emptied   int64         // how many times Empty ran; guarded by mu
 	stopping  chan struct{} // closed when Close or Delete begins: retries stop waiting
 
 	depth    atomic.Int64 // messages put and not yet taken
@@ -97,6 +98,7 @@ type writeGroup struct {
 	acked   int64         // messages of Puts that returned without waiting
 	ackedAt []msgSpan     // where those Puts' messages are in the group
 	written int64         // messages in the records written before a failure
+	retryOf int64         // for a retry group, b.emptied when its messages were put; else -1
 	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
 	err     error
@@ -153,7 +155,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 	b.mu.Lock()
 	g := b.pending
 	if g == nil {
-		g = &writeGroup{done: make(chan struct{})}
+		g = &writeGroup{done: make(chan struct{}), retryOf: -1}
 		b.pending = g
 	}
 	start := g.total
@@ -387,8 +389,20 @@ func (g *writeGroup) merge(other *writeGroup) {
 // the backlog is closing, when they are lost, and said so in the log.
 func (b *Backlog) write(g *writeGroup) {
 	b.mu.Lock()
+	if g.retryOf >= 0 && g.retryOf != b.emptied {
+		// Empty ran since these messages were put: they are gone.
+		b.unwritten -= g.total
+		b.mu.Unlock()
+		for _, rec := range g.records {
+			recordPool.Put(&rec)
+		}
+		g.records = nil
+		close(g.done)
+		return
+	}
 	b.current = g
 	closing := b.closing
+	emptied := b.emptied
 	b.mu.Unlock()
 	var failed, ackedFailed int64
 	var keep *writeGroup
@@ -415,6 +429,7 @@ func (b *Backlog) write(g *writeGroup) {
 	var kept int64
 	if keep != nil {
 		kept = keep.total
+		keep.retryOf = emptied
 		keep.acked = kept
 		keep.ackedAt = []msgSpan{{0, kept}}
 	}
@@ -424,12 +439,17 @@ func (b *Backlog) write(g *writeGroup) {
 	changed := (b.writeErr == nil) != (g.err == nil)
 	b.writeErr = g.err
 	b.current = nil
-	if keep != nil {
-		if b.retry != nil {
-			b.retry.merge(keep)
-		} else {
-			b.retry = keep
+	switch {
+	case keep == nil:
+	case keep.retryOf != b.emptied: // Empty ran meanwhile
+		b.unwritten -= kept
+		for _, rec := range keep.records {
+			recordPool.Put(&rec)
 		}
+	case b.retry != nil:
+		b.retry.merge(keep)
+	default:
+		b.retry = keep
 	}
 	b.mu.Unlock()
 	if changed && b.onWriteState != nil {
@@ -535,14 +555,8 @@ func (b *Backlog) reconcile() {
 func (b *Backlog) Empty() error {
 	b.mu.Lock()
 	writing := b.current
-	if r := b.retry; r != nil {
-		b.retry = nil
-		b.unwritten -= r.total
-		for _, rec := range r.records {
-			recordPool.Put(&rec)
-		}
-		r.records = nil
-	}
+	b.emptied++
+	b.dropRetryLocked()
 	if g := b.pending; g != nil {
 		b.pending = nil
 		b.unwritten -= g.total
@@ -555,11 +569,30 @@ func (b *Backlog) Empty() error {
 	b.mu.Unlock()
 	if writing != nil {
 		<-writing.done
+		// A write that failed again kept its acknowledged messages.
+		b.mu.Lock()
+		b.dropRetryLocked()
+		b.mu.Unlock()
 	}
 	err := b.queue.Empty()
 	b.depth.Store(0)
 	b.markSuspect()
 	return err
+}
+
+// dropRetryLocked discards the acknowledged messages waiting to be
+// written again. b.mu must be held.
+func (b *Backlog) dropRetryLocked() {
+	r := b.retry
+	if r == nil {
+		return
+	}
+	b.retry = nil
+	b.unwritten -= r.total
+	for _, rec := range r.records {
+		recordPool.Put(&rec)
+	}
+	r.records = nil
 }
 
 // Close syncs and closes the queue, keeping its files. Only the first

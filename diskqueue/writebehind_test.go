@@ -254,3 +254,32 @@ func TestBacklogWriteBehindEmpty(t *testing.T) {
 	}
 	takeN(t, b, 20, 5)
 }
+
+// Empty drops acknowledged messages waiting to be written again, so they
+// do not come back once the disk works.
+func TestBacklogWriteBehindEmptyDropsRetry(t *testing.T) {
+	b, q := openGatedBacklog(t, 100)
+	q.setFail(errors.New("no space left on device"))
+	q.open()
+	if err := b.Put(messages(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	q.waitEntered(t)
+	q.waitEntered(t) // failed twice: the messages are kept for a retry
+	if err := b.Empty(); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, b, 0)
+	q.setFail(nil)
+	deadline := time.Now().Add(waitTimeout)
+	for b.unwrittenNow() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unwritten %d after Empty, want 0", b.unwrittenNow())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := b.Put(messages(10, 12)); err != nil {
+		t.Fatal(err)
+	}
+	takeN(t, b, 10, 2)
+}
