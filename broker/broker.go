@@ -49,7 +49,7 @@ type Broker struct {
 	exiting bool
 
 	nextClientID atomic.Int64
-	health       atomic.Pointer[string] // last disk error; nil when healthy
+	health       healthState // failing disk queues; see health.go
 
 	// runtimeMu guards the options PUT /config changes while the broker
 	// runs (opts.LookupdTCPAddrs, opts.LogLevel) and lookupdChanged, a
@@ -116,7 +116,6 @@ func New(opts *Options) (*Broker, error) {
 		topologyAware:       opts.HasExperiment(ExperimentTopologyAwareConsumption),
 		logger:              logger,
 		openBackend:         b.openBackend,
-		setHealth:           b.setHealth,
 		latency:             newLatencyConfig(opts),
 	}
 	return b, nil
@@ -145,26 +144,17 @@ func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 		// their write, so publishers and the disk work in parallel; never
 		// more than a memory queue holds, so --mem-queue-size=0 writes
 		// before every acknowledgement.
-		WriteBehind: min(b.opts.MemQueueSize, maxWriteBehind),
+		WriteBehind:  min(b.opts.MemQueueSize, maxWriteBehind),
+		OnWriteState: func(err error) { b.health.set(name, err) },
 	})
 }
 
-func (b *Broker) setHealth(err error) {
-	if err == nil {
-		b.health.Store(nil)
-		return
-	}
-	s := err.Error()
-	b.health.Store(&s)
-}
+// setHealth marks the broker itself unhealthy with err, or healthy again
+// with nil; disk queues report their own state (health.go).
+func (b *Broker) setHealth(err error) { b.health.set("", err) }
 
-// Health is "OK", or "NOK - <error>" after a failed disk write.
-func (b *Broker) Health() string {
-	if s := b.health.Load(); s != nil {
-		return "NOK - " + *s
-	}
-	return "OK"
-}
+// Health is "OK", or "NOK - <error>" while a disk queue's writes fail.
+func (b *Broker) Health() string { return b.health.String() }
 
 // Start locks the data path, restores topics and channels from nsqd.dat,
 // and starts the listeners. It returns once every listener is accepting.

@@ -93,13 +93,14 @@ func (c *Channel) backendName() string { return c.topicName + ":" + c.name }
 func (c *Channel) Name() string { return c.name }
 
 // put queues messages for delivery: in memory while there is room, then
-// on disk (ephemeral channels drop the overflow).
-func (c *Channel) put(msgs []*message) error {
+// on disk (ephemeral channels drop the overflow). On a failed disk write
+// it returns the messages it did not store, for the topic to retry.
+func (c *Channel) put(msgs []*message) (failed []*message, err error) {
 	var overflow []*message
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
-		return errExiting
+		return nil, errExiting
 	}
 	for _, m := range msgs {
 		if m.due > 0 {
@@ -115,19 +116,25 @@ func (c *Channel) put(msgs []*message) error {
 	c.messageCount.Add(uint64(len(msgs)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return c.writeToBackend(overflow)
+	if err := c.writeToBackend(overflow); err != nil {
+		failed = overflow[diskqueue.Written(err):]
+		c.messageCount.Add(-uint64(len(failed)))
+		return failed, err
+	}
+	return nil, nil
 }
 
 // putNew queues the messages of a publish, given as they go on the wire:
 // those that fit in memory as entries of the publish's packed copy (made
 // once for all channels, by shared), deferred ones as messages of their
 // own, and the rest on disk as they are. wire is the caller's. kept says
-// whether messages still refer to wire's bodies (deferred ones do).
-func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (kept bool, err error) {
+// whether messages still refer to wire's bodies (deferred ones do). On a
+// failed disk write, failed is the tail of wire the channel did not store.
+func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (kept bool, failed []protocol.Message, err error) {
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
-		return false, errExiting
+		return false, nil, errExiting
 	}
 	inMemory := len(wire)
 	if due > 0 {
@@ -144,7 +151,12 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 	c.messageCount.Add(uint64(len(wire)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return due > 0, c.writeWireToBackend(wire[inMemory:])
+	if err := c.writeWireToBackend(wire[inMemory:]); err != nil {
+		failed = wire[inMemory+diskqueue.Written(err):]
+		c.messageCount.Add(-uint64(len(failed)))
+		return due > 0, failed, err
+	}
+	return due > 0, nil, nil
 }
 
 // requeue returns a message that was in flight: at once to the back of the
@@ -175,8 +187,24 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	}
 	c.mu.Unlock()
 	if err := c.writeToBackend([]*message{m}); err != nil {
-		c.logger.Error("requeue to disk failed", "id", string(m.ID[:]), "err", err)
+		c.logger.Error("requeue to disk failed; kept in memory", "id", string(m.ID[:]), "err", err)
+		c.keepInMemory([]*message{m})
 	}
+}
+
+// keepInMemory queues msgs in memory past the limit: a disk write failed
+// for messages the channel already held (requeued or deferred ones), which
+// are bounded by the in-flight and deferred counts, so they are not lost.
+func (c *Channel) keepInMemory(msgs []*message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return
+	}
+	for _, m := range msgs {
+		c.memory.push(m)
+	}
+	c.wakeWaitersLocked()
 }
 
 // writeToBackend writes msgs to the disk queue as one batch.
@@ -188,12 +216,12 @@ func (c *Channel) writeWireToBackend(wire []protocol.Message) error {
 	if len(wire) == 0 {
 		return nil
 	}
-	if err := c.backend.Put(wire); err != nil {
-		c.cfg.setHealth(err)
-		return err
-	}
-	return nil
+	return c.backend.Put(wire)
 }
+
+// holdForClose takes back messages the topic was still retrying when the
+// broker shuts down, so close writes them with the channel's own.
+func (c *Channel) holdForClose(msgs []*message) { c.keepInMemory(msgs) }
 
 // pushFromDisk queues the messages of a record a client's pump read from
 // the disk queue, and wakes idle clients.
@@ -262,7 +290,8 @@ func (c *Channel) fireDeferred() {
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
 	if err := c.writeToBackend(overflow); err != nil {
-		c.logger.Error("deferred message to disk failed", "err", err)
+		c.logger.Error("deferred messages to disk failed; kept in memory", "err", err)
+		c.keepInMemory(overflow[diskqueue.Written(err):])
 	}
 }
 

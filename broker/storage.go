@@ -18,7 +18,7 @@ import (
 )
 
 // queueConfig is what topics and channels need from the broker: their
-// limits, where their data lives, and how to report a failing disk.
+// limits, where their data lives, and how to open their disk queues.
 type queueConfig struct {
 	dataPath            string
 	nodeID              int64
@@ -27,7 +27,6 @@ type queueConfig struct {
 	topologyAware       bool // --enable-experiment=topology-aware-consumption
 	logger              *slog.Logger
 	openBackend         func(name string, ephemeral bool) *diskqueue.Backlog
-	setHealth           func(error)
 	// lookupNotify tells the lookup peers about a created or deleted
 	// channel; nil when there are none.
 	lookupNotify func(lookupEvent)

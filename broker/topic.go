@@ -42,6 +42,11 @@ type Topic struct {
 	messageCount atomic.Uint64
 	messageBytes atomic.Uint64
 
+	// Copies a channel could not store yet, retried by the pump (retry.go).
+	retryMu   sync.Mutex
+	retry     []heldCopies
+	retryHeld atomic.Int64 // messages in retry
+
 	wake     chan struct{}
 	exit     chan struct{}
 	pumpDone chan struct{}
@@ -107,7 +112,7 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 		t.mu.RUnlock()
 		return false, errExiting
 	}
-	if !t.paused && !t.holdForInit && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 {
+	if !t.paused && !t.holdForInit && len(t.channelList) > 0 && t.memory.len() == 0 && t.backend.Depth() == 0 && t.retryHeld.Load() == 0 {
 		kept, err := t.fanOutNewLocked(wire, due)
 		t.mu.RUnlock()
 		if err == nil {
@@ -139,8 +144,18 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	t.mu.Unlock()
 	t.wakePump()
 	if err := t.backend.Put(wire[inMemory:]); err != nil {
-		t.cfg.setHealth(err)
-		return due > 0, err
+		stored := inMemory + diskqueue.Written(err)
+		if stored == 0 {
+			return due > 0, err
+		}
+		// Part of the publish is queued, so it is acknowledged (a retry
+		// would duplicate that part); the rest waits in memory, past the
+		// limit by at most this one publish.
+		t.mu.Lock()
+		t.memory.pushPacked(pack(wire[stored:]), 0, len(wire)-stored)
+		t.mu.Unlock()
+		t.logger.Error("disk queue failed partway through a publish; kept the rest in memory",
+			"messages", len(wire)-stored, "err", err)
 	}
 	t.messageCount.Add(uint64(len(wire)))
 	t.messageBytes.Add(size)
@@ -153,26 +168,53 @@ func roomFor(n int, limit int64, queued int) int {
 	return int(min(max(limit-int64(queued), 0), int64(n)))
 }
 
-// fanOutNewLocked gives each channel the messages of a publish. t.mu must
-// be held (read or write).
+// fanOutNewLocked gives each channel the messages of a publish. A channel
+// that fails to store some gets them retried from the topic, and the
+// publish succeeds, unless no channel stored any (retry.go). t.mu must be
+// held (read or write).
 func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) (kept bool, err error) {
-	var errs []error
 	var shared lazyPack
+	var failures []failedCopy // allocated only when a channel fails
+	stored := false
 	for _, ch := range t.channelList {
-		chKept, err := ch.putNew(wire, due, &shared)
+		chKept, failed, err := ch.putNew(wire, due, &shared)
 		kept = kept || chKept
-		if err != nil && !errors.Is(err, errExiting) {
-			errs = append(errs, err)
+		if errors.Is(err, errExiting) {
+			continue
 		}
+		if err != nil {
+			failures = append(failures, failedCopy{ch: ch, wire: failed, err: err})
+		}
+		stored = stored || len(failed) < len(wire)
 	}
-	return kept, errors.Join(errs...)
+	if len(failures) == 0 {
+		return kept, nil
+	}
+	if !stored {
+		errs := make([]error, len(failures))
+		for i, f := range failures {
+			errs[i] = f.err
+		}
+		return kept, errors.Join(errs...)
+	}
+	for _, f := range failures {
+		t.holdForRetry(f.ch, copyMessages(f.wire), f.err)
+	}
+	return kept, nil
+}
+
+// failedCopy is the part of a publish one channel did not store.
+type failedCopy struct {
+	ch   *Channel
+	wire []protocol.Message
+	err  error
 }
 
 // fanOutLocked gives each channel its own copy of msgs from the topic's
-// backlog; the first channel takes the originals. t.mu must be held (read
-// or write).
-func (t *Topic) fanOutLocked(msgs []*message) error {
-	var errs []error
+// backlog; the first channel takes the originals. Copies a channel cannot
+// store stay at the topic to be retried (retry.go). t.mu must be held
+// (read or write).
+func (t *Topic) fanOutLocked(msgs []*message) {
 	for i, ch := range t.channelList {
 		batch := msgs
 		if i < len(t.channelList)-1 {
@@ -183,11 +225,10 @@ func (t *Topic) fanOutLocked(msgs []*message) error {
 				batch[j] = &copies[j]
 			}
 		}
-		if err := ch.put(batch); err != nil && !errors.Is(err, errExiting) {
-			errs = append(errs, err)
+		if failed, err := ch.put(batch); len(failed) > 0 {
+			t.holdForRetry(ch, failed, err)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 func (t *Topic) wakePump() {
@@ -204,17 +245,29 @@ func (t *Topic) wakePump() {
 func (t *Topic) pump() {
 	defer close(t.pumpDone)
 	batch := make([]*message, 0, 256)
+	backoff := minRetryBackoff
 	for {
+		if t.retryHeld.Load() > 0 {
+			if t.retryHeldCopies() {
+				retry := time.NewTimer(backoff)
+				select {
+				case <-retry.C:
+				case <-t.exit:
+					retry.Stop()
+					return
+				}
+				backoff = min(2*backoff, maxRetryBackoff)
+				continue
+			}
+			backoff = minRetryBackoff
+		}
 		t.mu.Lock()
 		flowing := !t.paused && !t.holdForInit && len(t.channelList) > 0 && !t.exiting
 		if flowing {
 			batch = t.memory.popInto(batch[:0], cap(batch))
 			if len(batch) > 0 {
-				err := t.fanOutLocked(batch)
+				t.fanOutLocked(batch)
 				t.mu.Unlock()
-				if err != nil {
-					t.logger.Error("moving backlog to channels", "err", err)
-				}
 				continue
 			}
 		}
@@ -234,11 +287,8 @@ func (t *Topic) pump() {
 				continue
 			}
 			t.mu.RLock()
-			err := t.fanOutLocked(msgs)
+			t.fanOutLocked(msgs)
 			t.mu.RUnlock()
-			if err != nil {
-				t.logger.Error("moving backlog to channels", "err", err)
-			}
 		case <-t.wake:
 		case <-t.exit:
 			return
@@ -411,12 +461,13 @@ func (t *Topic) Empty() error {
 	return t.backend.Empty()
 }
 
-// Depth is the topic's own backlog, in memory and on disk.
+// Depth is the topic's own backlog, in memory and on disk, and the copies
+// it holds for channels that could not store them yet.
 func (t *Topic) Depth() int64 {
 	t.mu.RLock()
 	n := int64(t.memory.len())
 	t.mu.RUnlock()
-	return n + t.backend.Depth()
+	return n + t.backend.Depth() + t.retryHeld.Load()
 }
 
 func (t *Topic) stopPump() {
@@ -439,6 +490,7 @@ func (t *Topic) delete() {
 	t.channels, t.channelList = map[string]*Channel{}, nil
 	t.memory.drain()
 	t.mu.Unlock()
+	t.takeHeldCopies()
 	for _, ch := range chans {
 		ch.delete()
 	}
@@ -462,6 +514,11 @@ func (t *Topic) beginExit() []*Channel {
 // close persists the backlog and every channel. Clients must be gone.
 func (t *Topic) close() error {
 	chans := t.beginExit()
+	// The pump has stopped: copies still held go to their channels' disk
+	// queues with the channels' own messages.
+	for _, h := range t.takeHeldCopies() {
+		h.ch.holdForClose(h.msgs)
+	}
 	var errs []error
 	for _, ch := range chans {
 		errs = append(errs, ch.close())

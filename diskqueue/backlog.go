@@ -1,6 +1,8 @@
 package diskqueue
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -65,11 +67,19 @@ type Backlog struct {
 	closing   bool          // Close or Delete has begun; guarded by mu
 	hurry     chan struct{} // ends a drain's coalescing window early
 	current   *writeGroup   // the group being written; guarded by mu
+	retry     *writeGroup   // acknowledged messages whose write failed, to write again; guarded by mu
+	emptied   int64         // how many times Empty ran; guarded by mu
+	stopping  chan struct{} // closed when Close or Delete begins: retries stop waiting
 
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
 
 	syncer *syncer // nil for a discard backlog
+
+	// onWriteState hears when writes start failing (a non-nil error) and
+	// when one succeeds again (nil); writes are serialised, so the calls
+	// come in order.
+	onWriteState func(error)
 
 	damagedRecords atomic.Int64
 	damagedFiles   atomic.Int64
@@ -86,10 +96,16 @@ type writeGroup struct {
 	counts  []int
 	total   int64
 	acked   int64         // messages of Puts that returned without waiting
+	ackedAt []msgSpan     // where those Puts' messages are in the group
+	written int64         // messages in the records written before a failure
+	retryOf int64         // for a retry group, b.emptied when its messages were put; else -1
 	waiters int           // Puts that wait for the write
 	done    chan struct{} // closed once written; err is set before
 	err     error
 }
+
+// msgSpan is the messages start..start+n of a group.
+type msgSpan struct{ start, n int64 }
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, RecordTarget); return &b }}
 
@@ -99,6 +115,7 @@ func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
 	b.writeBehind = max(o.WriteBehind, 0)
 	b.damagedFiles.Add(repairMetadata(o, queueLogger(o)))
+	b.onWriteState = o.OnWriteState
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
@@ -123,7 +140,7 @@ func newBacklog(name string, logger *slog.Logger, keeps bool) *Backlog {
 		logger = slog.Default()
 	}
 	return &Backlog{name: name, logger: logger.With("queue", name), keeps: keeps,
-		closed: make(chan struct{}), hurry: make(chan struct{}, 1)}
+		closed: make(chan struct{}), hurry: make(chan struct{}, 1), stopping: make(chan struct{})}
 }
 
 // Put queues msgs for the disk. It returns at once while the messages
@@ -139,9 +156,10 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 	b.mu.Lock()
 	g := b.pending
 	if g == nil {
-		g = &writeGroup{done: make(chan struct{})}
+		g = &writeGroup{done: make(chan struct{}), retryOf: -1}
 		b.pending = g
 	}
+	start := g.total
 	g.add(msgs)
 	b.depth.Add(n)
 	b.unwritten += n
@@ -150,6 +168,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		g.waiters++
 	} else {
 		g.acked += n
+		g.ackedAt = append(g.ackedAt, msgSpan{start, n})
 	}
 	if b.writing {
 		b.mu.Unlock()
@@ -161,7 +180,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		default:
 		}
 		<-g.done
-		return g.err
+		return g.result(start, n)
 	}
 	b.writing = true
 	if !wait {
@@ -179,7 +198,7 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 	// drain, so it does not keep writing for others.
 	b.write(g)
 	b.mu.Lock()
-	if b.pending != nil {
+	if b.pending != nil || b.retry != nil {
 		next := b.pending
 		b.pending = nil
 		b.drained = make(chan struct{})
@@ -189,12 +208,46 @@ func (b *Backlog) Put(msgs []protocol.Message) error {
 		b.writing = false
 		b.mu.Unlock()
 	}
-	return g.err
+	return g.result(start, n)
+}
+
+// WriteError is a failed Put's error. Written is how many of the Put's
+// messages, its first ones, were written all the same (a group is written
+// as several records, and the disk may fill between them), so a caller
+// can retry the rest without duplicating those.
+type WriteError struct {
+	Written int
+	Err     error
+}
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Written says how many of a failed Put's messages were written: a
+// WriteError's count, else none.
+func Written(err error) int {
+	var we *WriteError
+	if errors.As(err, &we) {
+		return we.Written
+	}
+	return 0
+}
+
+// result is the outcome of the Put whose n messages start at offset start
+// in the group. g.done must be closed.
+func (g *writeGroup) result(start, n int64) error {
+	if g.err == nil {
+		return nil
+	}
+	return &WriteError{Written: int(min(max(g.written-start, 0), n)), Err: g.err}
 }
 
 // drain writes g and then every group put while it wrote, until none is
 // left. Given no group, it first lets the pending one gather Puts for
-// coalesceWindow, or until a Put waits for it.
+// coalesceWindow, or until a Put waits for it. Acknowledged messages whose
+// write failed are written again, after a backoff that grows from
+// minRetryBackoff to maxRetryBackoff, taking turns with the pending group
+// so Puts that wait still hear the disk's error.
 func (b *Backlog) drain(g *writeGroup) {
 	if g == nil {
 		window := time.NewTimer(coalesceWindow)
@@ -204,11 +257,18 @@ func (b *Backlog) drain(g *writeGroup) {
 			window.Stop()
 		}
 	}
+	backoff := minRetryBackoff
+	lastWasRetry := false
 	for {
+		retry := false
 		b.mu.Lock()
 		if g == nil {
-			g = b.pending
-			b.pending = nil
+			if b.retry != nil && !(lastWasRetry && b.pending != nil) {
+				g, b.retry, retry = b.retry, nil, true
+				b.current = g // so Empty waits for it rather than missing it
+			} else {
+				g, b.pending = b.pending, nil
+			}
 		}
 		if g == nil {
 			b.writing = false
@@ -218,23 +278,38 @@ func (b *Backlog) drain(g *writeGroup) {
 			return
 		}
 		b.mu.Unlock()
+		if retry {
+			wait := time.NewTimer(backoff)
+			select {
+			case <-wait.C:
+			case <-b.stopping:
+				wait.Stop()
+			}
+		}
 		b.write(g)
+		if retry {
+			backoff = min(2*backoff, maxRetryBackoff)
+			if g.err == nil {
+				backoff = minRetryBackoff
+			}
+		}
+		lastWasRetry = retry
 		g = nil
 	}
 }
 
+// The backoff between writes of acknowledged messages whose write failed.
+const (
+	minRetryBackoff = 10 * time.Millisecond
+	maxRetryBackoff = time.Second
+)
+
 // add encodes msgs into the group's records. b.mu must be held.
 func (g *writeGroup) add(msgs []protocol.Message) {
-	last := len(g.records) - 1
 	for i := range msgs {
 		m := &msgs[i]
 		size := m.EncodedSize()
-		if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
-			buf := recordPool.Get().(*[]byte)
-			g.records = append(g.records, BeginRecord((*buf)[:0]))
-			g.counts = append(g.counts, 0)
-			last++
-		}
+		last := g.recordFor(size)
 		rec := AppendEntry(g.records[last], size)
 		g.records[last] = protocol.AppendMessage(rec, m)
 		g.counts[last]++
@@ -242,35 +317,150 @@ func (g *writeGroup) add(msgs []protocol.Message) {
 	g.total += int64(len(msgs))
 }
 
+// recordFor returns the index of the record an entry of size bytes goes
+// in, beginning a new one when the last is full.
+func (g *writeGroup) recordFor(size int) int {
+	last := len(g.records) - 1
+	if last < 0 || (g.counts[last] > 0 && len(g.records[last])+EntryHeaderSize+size > RecordTarget) {
+		buf := recordPool.Get().(*[]byte)
+		g.records = append(g.records, BeginRecord((*buf)[:0]))
+		g.counts = append(g.counts, 0)
+		last++
+	}
+	return last
+}
+
+// addEntry appends an encoded message to the group's records.
+func (g *writeGroup) addEntry(entry []byte) {
+	last := g.recordFor(len(entry))
+	g.records[last] = append(AppendEntry(g.records[last], len(entry)), entry...)
+	g.counts[last]++
+	g.total++
+}
+
+// isAcked reports whether message i of the group was acknowledged before
+// its write.
+func (g *writeGroup) isAcked(i int64) bool {
+	for _, sp := range g.ackedAt {
+		if i >= sp.start && i < sp.start+sp.n {
+			return true
+		}
+	}
+	return false
+}
+
+// keepAcked copies the acknowledged messages of rec, the group's record
+// whose first message is message first, into keep (made when nil), and
+// says how many there were.
+func (g *writeGroup) keepAcked(keep **writeGroup, rec []byte, first int64, count int, copyThem bool) int64 {
+	var n int64
+	off := RecordHeaderSize
+	for k := 0; k < count; k++ {
+		size := int(binary.BigEndian.Uint32(rec[off:]))
+		entry := rec[off+EntryHeaderSize : off+EntryHeaderSize+size]
+		off += EntryHeaderSize + size
+		if !g.isAcked(first + int64(k)) {
+			continue
+		}
+		n++
+		if copyThem {
+			if *keep == nil {
+				*keep = &writeGroup{done: make(chan struct{})}
+			}
+			(*keep).addEntry(entry)
+		}
+	}
+	return n
+}
+
+// merge appends other's records to g's; both are retry groups, whose
+// messages were all acknowledged.
+func (g *writeGroup) merge(other *writeGroup) {
+	g.records = append(g.records, other.records...)
+	g.counts = append(g.counts, other.counts...)
+	g.total += other.total
+	g.acked += other.acked
+	g.ackedAt = []msgSpan{{0, g.total}}
+}
+
 // write puts the group's records to the queue, then wakes its members.
-// Messages of a failed write are taken off the depth; those whose Puts
-// did not wait for it are lost, and said so in the log.
+// Messages of a failed write whose Puts waited for it are taken off the
+// depth (their Puts return the error). Those whose Puts did not wait were
+// acknowledged: they stay queued and are written again (see drain), unless
+// the backlog is closing, when they are lost, and said so in the log.
 func (b *Backlog) write(g *writeGroup) {
 	b.mu.Lock()
+	if g.retryOf >= 0 && g.retryOf != b.emptied {
+		// Empty ran since these messages were put: they are gone.
+		b.unwritten -= g.total
+		b.mu.Unlock()
+		for _, rec := range g.records {
+			recordPool.Put(&rec)
+		}
+		g.records = nil
+		close(g.done)
+		return
+	}
 	b.current = g
+	closing := b.closing
+	emptied := b.emptied
 	b.mu.Unlock()
-	var failed int64
+	var failed, ackedFailed int64
+	var keep *writeGroup
+	var first int64 // the group's index of the record's first message
 	for i, rec := range g.records {
 		if g.err == nil {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
 				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
 			} else {
 				b.syncer.wrote(g.counts[i])
+				g.written += int64(g.counts[i])
 			}
 		}
 		if g.err != nil {
 			failed += int64(g.counts[i])
+			if g.acked > 0 {
+				ackedFailed += g.keepAcked(&keep, rec, first, g.counts[i], !closing)
+			}
 		}
+		first += int64(g.counts[i])
 		recordPool.Put(&rec)
 	}
 	g.records = nil
-	b.depth.Add(-failed)
+	var kept int64
+	if keep != nil {
+		kept = keep.total
+		keep.retryOf = emptied
+		keep.acked = kept
+		keep.ackedAt = []msgSpan{{0, kept}}
+	}
+	b.depth.Add(-(failed - kept))
 	b.mu.Lock()
-	b.unwritten -= g.total
+	b.unwritten -= g.total - kept
+	changed := (b.writeErr == nil) != (g.err == nil)
 	b.writeErr = g.err
 	b.current = nil
+	switch {
+	case keep == nil:
+	case keep.retryOf != b.emptied: // Empty ran meanwhile
+		b.unwritten -= kept
+		for _, rec := range keep.records {
+			recordPool.Put(&rec)
+		}
+	case b.retry != nil:
+		b.retry.merge(keep)
+	default:
+		b.retry = keep
+	}
 	b.mu.Unlock()
-	if lost := min(failed, g.acked); lost > 0 {
+	if changed && b.onWriteState != nil {
+		b.onWriteState(g.err)
+	}
+	if kept > 0 {
+		b.logger.Error("write failed; keeping the acknowledged messages to write again",
+			"err", g.err, "messages", kept)
+	}
+	if lost := ackedFailed - kept; lost > 0 {
 		n := b.lost.Add(lost)
 		b.logger.Error("lost messages acknowledged before their write failed",
 			"err", g.err, "messages", lost, "lost_total", n)
@@ -370,6 +560,8 @@ func (b *Backlog) reconcile() {
 func (b *Backlog) Empty() error {
 	b.mu.Lock()
 	writing := b.current
+	b.emptied++
+	b.dropRetryLocked()
 	if g := b.pending; g != nil {
 		b.pending = nil
 		b.unwritten -= g.total
@@ -382,6 +574,10 @@ func (b *Backlog) Empty() error {
 	b.mu.Unlock()
 	if writing != nil {
 		<-writing.done
+		// A write that failed again kept its acknowledged messages.
+		b.mu.Lock()
+		b.dropRetryLocked()
+		b.mu.Unlock()
 	}
 	err := b.queue.Empty()
 	b.depth.Store(0)
@@ -389,14 +585,37 @@ func (b *Backlog) Empty() error {
 	return err
 }
 
+// dropRetryLocked discards the acknowledged messages waiting to be
+// written again. b.mu must be held.
+func (b *Backlog) dropRetryLocked() {
+	r := b.retry
+	if r == nil {
+		return
+	}
+	b.retry = nil
+	b.unwritten -= r.total
+	for _, rec := range r.records {
+		recordPool.Put(&rec)
+	}
+	r.records = nil
+}
+
 // Close syncs and closes the queue, keeping its files. Only the first
 // Close or Delete acts; later ones return nil.
 func (b *Backlog) Close() error { return b.finish(b.queue.Close) }
 
-// Delete closes the queue and removes its files.
+// Delete closes the queue and removes its files. A queue whose writes
+// were failing reports itself healthy: it holds nothing any more.
 func (b *Backlog) Delete() error {
 	return b.finish(func() error {
 		b.depth.Store(0)
+		b.mu.Lock()
+		failing := b.writeErr != nil
+		b.writeErr = nil
+		b.mu.Unlock()
+		if failing && b.onWriteState != nil {
+			b.onWriteState(nil)
+		}
 		return b.queue.Delete()
 	})
 }
@@ -408,6 +627,7 @@ func (b *Backlog) finish(end func() error) error {
 		b.closing = true // later Puts write before they return
 		drained := b.drained
 		b.mu.Unlock()
+		close(b.stopping)
 		if drained != nil {
 			select {
 			case b.hurry <- struct{}{}:

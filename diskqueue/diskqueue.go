@@ -45,6 +45,10 @@ type Options struct {
 	// for the disk when they return; 0 makes every Put wait for its write.
 	WriteBehind int64
 
+	// OnWriteState, when set, hears each time a Backlog's writes start
+	// failing (with the error) and when one succeeds again (with nil).
+	OnWriteState func(error)
+
 	// onBadFile hears each time go-diskqueue sets a damaged file aside.
 	onBadFile func()
 }

@@ -156,9 +156,9 @@ func TestBacklogWriteBehindWrittenOnClose(t *testing.T) {
 	takeN(t, b, 0, 500)
 }
 
-// A failed write of messages already acknowledged takes them off the
-// depth and counts them lost; until a write succeeds again, Puts wait for
-// their writes and get the error.
+// A failed write of messages already acknowledged keeps them queued and
+// writes them again once the disk works; until a write succeeds, Puts wait
+// for their writes and get the error. Nothing is lost.
 func TestBacklogWriteBehindFailure(t *testing.T) {
 	b, q := openGatedBacklog(t, 100)
 	diskFull := errors.New("no space left on device")
@@ -167,14 +167,10 @@ func TestBacklogWriteBehindFailure(t *testing.T) {
 	if err := b.Put(messages(0, 10)); err != nil {
 		t.Fatalf("a Put within the allowance returned %v", err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for b.lost.Load() != 10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("lost = %d after the write failed, want 10", b.lost.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	wantBacklogDepth(t, b, 0)
+	// The write fails, and is tried again.
+	q.waitEntered(t)
+	q.waitEntered(t)
+	wantBacklogDepth(t, b, 10)
 	if err := b.Put(messages(10, 11)); !errors.Is(err, diskFull) {
 		t.Fatalf("Put after a failed write = %v, want %v", err, diskFull)
 	}
@@ -182,15 +178,52 @@ func TestBacklogWriteBehindFailure(t *testing.T) {
 	if err := b.Put(messages(11, 12)); err != nil {
 		t.Fatalf("Put once the disk works again = %v", err)
 	}
-	// The write succeeded, so the next Put is back to not waiting.
-	if err := b.Put(messages(12, 13)); err != nil {
+	deadline := time.Now().Add(waitTimeout)
+	for b.Depth() != 11 || b.unwrittenNow() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("depth %d, unwritten %d; want the 10 kept and 1 new written", b.Depth(), b.unwrittenNow())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := map[string]bool{}
+	for len(got) < 11 {
+		for _, m := range b.Take(<-b.ReadChan(), nil) {
+			if got[string(m.Body)] {
+				t.Fatalf("%s read twice", m.Body)
+			}
+			got[string(m.Body)] = true
+		}
+	}
+	for _, m := range append(messages(0, 10), messages(11, 12)...) {
+		if !got[string(m.Body)] {
+			t.Errorf("%s missing", m.Body)
+		}
+	}
+	if n := b.lost.Load(); n != 0 {
+		t.Fatalf("lost = %d, want 0", n)
+	}
+}
+
+// Acknowledged messages still failing to write when the backlog closes
+// are counted lost rather than holding Close up.
+func TestBacklogWriteBehindLostOnClose(t *testing.T) {
+	b, q := openGatedBacklog(t, 100)
+	q.setFail(errors.New("no space left on device"))
+	q.open()
+	if err := b.Put(messages(0, 10)); err != nil {
 		t.Fatal(err)
 	}
-	wantBacklogDepth(t, b, 2)
-	takeN(t, b, 11, 2)
-	if got := b.lost.Load(); got != 10 {
-		t.Fatalf("lost = %d, want 10", got)
+	q.waitEntered(t)
+	_ = b.Close()
+	if n := b.lost.Load(); n != 10 {
+		t.Fatalf("lost = %d after Close, want 10", n)
 	}
+}
+
+func (b *Backlog) unwrittenNow() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unwritten
 }
 
 // Empty removes what is waiting to be written and waits for the write
@@ -220,4 +253,33 @@ func TestBacklogWriteBehindEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	takeN(t, b, 20, 5)
+}
+
+// Empty drops acknowledged messages waiting to be written again, so they
+// do not come back once the disk works.
+func TestBacklogWriteBehindEmptyDropsRetry(t *testing.T) {
+	b, q := openGatedBacklog(t, 100)
+	q.setFail(errors.New("no space left on device"))
+	q.open()
+	if err := b.Put(messages(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	q.waitEntered(t)
+	q.waitEntered(t) // failed twice: the messages are kept for a retry
+	if err := b.Empty(); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklogDepth(t, b, 0)
+	q.setFail(nil)
+	deadline := time.Now().Add(waitTimeout)
+	for b.unwrittenNow() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unwritten %d after Empty, want 0", b.unwrittenNow())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := b.Put(messages(10, 12)); err != nil {
+		t.Fatal(err)
+	}
+	takeN(t, b, 10, 2)
 }
