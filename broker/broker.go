@@ -109,7 +109,7 @@ func New(opts *Options) (*Broker, error) {
 	b.queues = &queueConfig{
 		dataPath:            opts.DataPath,
 		nodeID:              opts.NodeID,
-		memQueueSize:        opts.MemQueueSize,
+		memQueueSize:        memQueueSize(opts),
 		maxChannelConsumers: opts.MaxChannelConsumers,
 		topologyAware:       opts.HasExperiment(ExperimentTopologyAwareConsumption),
 		logger:              logger,
@@ -144,7 +144,17 @@ func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 		// more than a memory queue holds, so --mem-queue-size=0 writes
 		// before every acknowledgement.
 		WriteBehind: min(b.opts.MemQueueSize, maxWriteBehind),
+		Durable:     b.opts.Durable,
 	})
+}
+
+// memQueueSize is the memory queue of each topic and channel: none with
+// --durable, where every message is written and fsynced before its OK.
+func memQueueSize(opts *Options) int64 {
+	if opts.Durable {
+		return 0
+	}
+	return opts.MemQueueSize
 }
 
 func (b *Broker) setHealth(err error) {

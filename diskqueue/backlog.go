@@ -69,7 +69,8 @@ type Backlog struct {
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
 
-	syncer *syncer // nil for a discard backlog
+	syncer  *syncer           // nil for a discard or durable backlog
+	durable *durableCommitter // nil unless Options.Durable
 
 	damagedRecords atomic.Int64
 	damagedFiles   atomic.Int64
@@ -98,6 +99,12 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, RecordTarget);
 func OpenBacklog(o Options) *Backlog {
 	b := newBacklog(o.Name, o.Logger, true)
 	b.writeBehind = max(o.WriteBehind, 0)
+	if o.Durable {
+		b.writeBehind = 0
+		if err := ensureMetadata(o); err != nil {
+			b.logger.Error("durable queue without metadata: a crash before its first sync loses its first file", "err", err)
+		}
+	}
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
@@ -105,7 +112,11 @@ func OpenBacklog(o Options) *Backlog {
 	b.depth.Store(depth)
 	o.onBadFile = b.badFile
 	b.queue = Open(o)
-	b.syncer = newSyncer(o, b.logger, writeFile)
+	if o.Durable {
+		b.durable = newDurableCommitter(o, writeFile)
+	} else {
+		b.syncer = newSyncer(o, b.logger, writeFile)
+	}
 	return b
 }
 
@@ -248,12 +259,15 @@ func (b *Backlog) write(g *writeGroup) {
 	b.mu.Lock()
 	b.current = g
 	b.mu.Unlock()
+	if b.durable != nil {
+		b.durable.mu.Lock()
+	}
 	var failed int64
 	for i, rec := range g.records {
 		if g.err == nil {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
 				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
-			} else {
+			} else if b.syncer != nil {
 				b.syncer.wrote(g.counts[i])
 			}
 		}
@@ -263,6 +277,16 @@ func (b *Backlog) write(g *writeGroup) {
 		recordPool.Put(&rec)
 	}
 	g.records = nil
+	if b.durable != nil {
+		// One fsync for every Put of the group. Messages written and not
+		// fsynced stay in the queue, but their Puts fail.
+		if g.err == nil {
+			if err := b.durable.commit(); err != nil {
+				g.err = fmt.Errorf("fsyncing disk queue %s: %w", b.name, err)
+			}
+		}
+		b.durable.mu.Unlock()
+	}
 	b.depth.Add(-failed)
 	b.mu.Lock()
 	b.unwritten -= g.total
@@ -378,6 +402,11 @@ func (b *Backlog) Empty() error {
 	if writing != nil {
 		<-writing.done
 	}
+	if b.durable != nil {
+		b.durable.mu.Lock()
+		defer b.durable.mu.Unlock()
+		defer b.durable.wasEmptied()
+	}
 	err := b.queue.Empty()
 	b.depth.Store(0)
 	b.markSuspect()
@@ -413,6 +442,9 @@ func (b *Backlog) finish(end func() error) error {
 		close(b.closed)
 		if b.syncer != nil {
 			b.syncer.stop()
+		}
+		if b.durable != nil {
+			b.durable.close()
 		}
 		err = end()
 	})

@@ -46,6 +46,11 @@ type Options struct {
 	// for the disk when they return; 0 makes every Put wait for its write.
 	WriteBehind int64
 
+	// Durable makes a Backlog's Put return only once its messages are
+	// fsynced where go-diskqueue's recovery finds them (see
+	// durableCommitter); WriteBehind is then ignored.
+	Durable bool
+
 	// onBadFile hears each time go-diskqueue sets a damaged file aside.
 	onBadFile func()
 }
