@@ -110,6 +110,7 @@ func New(opts *Options) (*Broker, error) {
 		dataPath:            opts.DataPath,
 		nodeID:              opts.NodeID,
 		memQueueSize:        memQueueSize(opts),
+		durable:             opts.Durable,
 		maxChannelConsumers: opts.MaxChannelConsumers,
 		topologyAware:       opts.HasExperiment(ExperimentTopologyAwareConsumption),
 		logger:              logger,

@@ -48,6 +48,7 @@ type Channel struct {
 	exiting  bool
 	deleted  bool
 	backend  *diskqueue.Backlog
+	journal  *deferJournal // nil unless --durable
 	paused   atomic.Bool
 
 	messageCount  atomic.Uint64
@@ -83,6 +84,7 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 		latency:   cfg.latency.newWindow(),
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
+	c.journal = openDeferJournal(cfg, topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()
 	return c
 }
@@ -95,7 +97,7 @@ func (c *Channel) Name() string { return c.name }
 // put queues messages for delivery: in memory while there is room, then
 // on disk (ephemeral channels drop the overflow).
 func (c *Channel) put(msgs []*message) error {
-	var overflow []*message
+	var overflow, deferred []*message
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
@@ -104,6 +106,9 @@ func (c *Channel) put(msgs []*message) error {
 	for _, m := range msgs {
 		if m.due > 0 {
 			c.pushDeferredLocked(m)
+			if c.journal != nil {
+				deferred = append(deferred, m)
+			}
 			continue
 		}
 		if int64(c.memory.len()) < c.cfg.memQueueSize {
@@ -115,7 +120,7 @@ func (c *Channel) put(msgs []*message) error {
 	c.messageCount.Add(uint64(len(msgs)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return c.writeToBackend(overflow)
+	return errors.Join(c.journal.append(deferred), c.writeToBackend(overflow))
 }
 
 // putNew queues the messages of a publish, given as they go on the wire:
@@ -130,10 +135,14 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 		return false, errExiting
 	}
 	inMemory := len(wire)
+	var journaled []*message
 	if due > 0 {
 		backing := newMessages(wire, due)
 		for i := range backing {
 			c.pushDeferredLocked(&backing[i])
+			if c.journal != nil {
+				journaled = append(journaled, &backing[i])
+			}
 		}
 	} else {
 		inMemory = roomFor(len(wire), c.cfg.memQueueSize, c.memory.len())
@@ -144,6 +153,9 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 	c.messageCount.Add(uint64(len(wire)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
+	if err := c.journal.append(journaled); err != nil {
+		return true, err
+	}
 	return due > 0, c.writeWireToBackend(wire[inMemory:])
 }
 
@@ -263,6 +275,8 @@ func (c *Channel) fireDeferred() {
 	c.mu.Unlock()
 	if err := c.writeToBackend(overflow); err != nil {
 		c.logger.Error("deferred message to disk failed", "err", err)
+	} else if err := c.journal.compact(c.deferredSnapshot, false); err != nil {
+		c.logger.Error("rewriting the deferred journal", "err", err)
 	}
 }
 
@@ -411,7 +425,7 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
-	return c.backend.Empty()
+	return errors.Join(c.journal.compact(c.deferredSnapshot, true), c.backend.Empty())
 }
 
 // Depth is the number of messages waiting in memory and on disk, not
@@ -448,6 +462,7 @@ func (c *Channel) delete() {
 		c.logger.Error("deleting channel data", "err", err)
 	}
 	removeDeferredFile(c.cfg.dataPath, c.backendName())
+	c.journal.remove()
 }
 
 // beginExit stops the deferred timer and refuses new clients; messages may
@@ -475,7 +490,11 @@ func (c *Channel) close() error {
 	var errs []error
 	if !c.ephemeral {
 		errs = append(errs, c.writeToBackend(msgs))
-		errs = append(errs, writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred))
+		err := writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred)
+		if err == nil {
+			c.journal.remove() // the deferred file holds them now
+		}
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.backend.Close())
 	return errors.Join(errs...)
@@ -487,7 +506,7 @@ func (c *Channel) restoreDeferred() {
 	if c.ephemeral {
 		return
 	}
-	msgs, err := readDeferredFile(c.cfg.dataPath, c.backendName())
+	msgs, err := readDeferredAndJournal(c.cfg.dataPath, c.backendName(), c.journal)
 	if err != nil {
 		c.logger.Error("reading deferred messages", "err", err)
 		return

@@ -34,6 +34,7 @@ type Topic struct {
 	holdForInit bool
 	memory      messageQueue // backlog while no channel can take messages
 	backend     *diskqueue.Backlog
+	journal     *deferJournal // nil unless --durable
 	exiting     bool
 
 	idMu sync.Mutex
@@ -66,6 +67,7 @@ func newTopic(name string, cfg *queueConfig, onChange func(), onEmpty func(*Topi
 		onEmpty:   onEmpty,
 	}
 	t.backend = cfg.openBackend(name, t.ephemeral)
+	t.journal = openDeferJournal(cfg, name, t.ephemeral)
 	t.restoreDeferred()
 	go t.pump()
 	return t
@@ -125,10 +127,14 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	}
 	// Deferred messages stay in memory so their delay is never lost.
 	inMemory := len(wire)
+	var journaled []*message
 	if due > 0 {
 		backing := newMessages(wire, due)
 		for i := range backing {
 			t.memory.push(&backing[i])
+			if t.journal != nil {
+				journaled = append(journaled, &backing[i])
+			}
 		}
 	} else {
 		inMemory = roomFor(len(wire), t.cfg.memQueueSize, t.memory.len())
@@ -138,6 +144,10 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	}
 	t.mu.Unlock()
 	t.wakePump()
+	if err := t.journal.append(journaled); err != nil {
+		t.cfg.setHealth(err)
+		return true, err
+	}
 	if err := t.backend.Put(wire[inMemory:]); err != nil {
 		t.cfg.setHealth(err)
 		return due > 0, err
@@ -214,6 +224,8 @@ func (t *Topic) pump() {
 				t.mu.Unlock()
 				if err != nil {
 					t.logger.Error("moving backlog to channels", "err", err)
+				} else {
+					t.journal.removeIf(t.memoryEmpty)
 				}
 				continue
 			}
@@ -408,6 +420,7 @@ func (t *Topic) Empty() error {
 	t.mu.Lock()
 	t.memory.drain()
 	t.mu.Unlock()
+	t.journal.removeIf(t.memoryEmpty)
 	return t.backend.Empty()
 }
 
@@ -446,6 +459,7 @@ func (t *Topic) delete() {
 		t.logger.Error("deleting topic data", "err", err)
 	}
 	removeDeferredFile(t.cfg.dataPath, t.name)
+	t.journal.remove()
 }
 
 // beginExit refuses new publishes and channels and stops the pump.
@@ -479,7 +493,11 @@ func (t *Topic) close() error {
 			}
 		}
 		errs = append(errs, t.backend.Put(wireMessages(ready)))
-		errs = append(errs, writeDeferredFile(t.cfg.dataPath, t.name, deferred))
+		err := writeDeferredFile(t.cfg.dataPath, t.name, deferred)
+		if err == nil {
+			t.journal.remove() // the deferred file holds them now
+		}
+		errs = append(errs, err)
 	}
 	errs = append(errs, t.backend.Close())
 	return errors.Join(errs...)
@@ -489,7 +507,7 @@ func (t *Topic) restoreDeferred() {
 	if t.ephemeral {
 		return
 	}
-	msgs, err := readDeferredFile(t.cfg.dataPath, t.name)
+	msgs, err := readDeferredAndJournal(t.cfg.dataPath, t.name, t.journal)
 	if err != nil {
 		t.logger.Error("reading deferred messages", "err", err)
 		return

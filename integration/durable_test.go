@@ -12,7 +12,7 @@ import (
 )
 
 // TestDurableKillKeepsAcknowledged kills a --durable wren with SIGKILL while
-// publishers are in the middle of PUB, MPUB, HTTP /pub and /mpub. Every
+// publishers are in the middle of PUB, MPUB, DPUB, HTTP /pub and /mpub. Every
 // message answered OK before the kill must come back after a restart on
 // the same data path. --sync-timeout=1h and the default --sync-every keep
 // go-diskqueue from writing its metadata during the run, so the restart
@@ -59,7 +59,12 @@ func TestDurableKillKeepsAcknowledged(t *testing.T) {
 	}
 	for n := range 2 {
 		p := producer(t, w.tcpAddr)
-		wg.Add(2)
+		wg.Add(3)
+		// Deferred past the restart: they come back from the deferred
+		// journal with their due times.
+		go publisher(fmt.Sprintf("dpub%d", n), func(b []string) error {
+			return p.DeferredPublish(topic, 1500*time.Millisecond, []byte(b[0]))
+		}, 1)
 		go publisher(fmt.Sprintf("pub%d", n), func(b []string) error { return p.Publish(topic, []byte(b[0])) }, 1)
 		go publisher(fmt.Sprintf("mpub%d", n), func(b []string) error {
 			bodies := make([][]byte, len(b))
@@ -129,5 +134,14 @@ func TestDurableKillKeepsAcknowledged(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("all %d acknowledged messages came back after SIGKILL", count)
+	deferred := 0
+	for body := range acked {
+		if strings.HasPrefix(body, "dpub") {
+			deferred++
+		}
+	}
+	if deferred == 0 {
+		t.Fatal("no DPUB was acknowledged before the kill")
+	}
+	t.Logf("all %d acknowledged messages (%d deferred) came back after SIGKILL", count, deferred)
 }
