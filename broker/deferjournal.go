@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // deferJournal makes deferred messages durable with --durable. nsqd's disk
@@ -35,6 +36,12 @@ type deferJournal struct {
 	mu      sync.Mutex
 	file    *os.File // open for appending; nil until the first append
 	entries int      // messages in the file; guarded by mu
+
+	groupMu  sync.Mutex
+	next     *journalGroup // appends waiting for the next write; guarded by groupMu
+	flushing bool          // an append is writing groups; guarded by groupMu
+
+	fsyncs atomic.Int64 // journal fsyncs, for tests
 }
 
 func deferJournalPath(dataPath, name string) string {
@@ -50,11 +57,73 @@ func openDeferJournal(cfg *queueConfig, name string, ephemeral bool) *deferJourn
 	return &deferJournal{path: deferJournalPath(cfg.dataPath, name)}
 }
 
-// append journals msgs and fsyncs them.
+// append journals msgs and returns once they are fsynced. Appends that
+// arrive while another group is written and fsynced form the next group,
+// which one fsync covers (group commit, as in the disk queue's Backlog).
 func (j *deferJournal) append(msgs []*message) error {
 	if j == nil || len(msgs) == 0 {
 		return nil
 	}
+	j.groupMu.Lock()
+	g := j.next
+	if g == nil {
+		g = &journalGroup{done: make(chan struct{})}
+		j.next = g
+	}
+	for _, m := range msgs {
+		g.buf = appendDeferredRecord(g.buf, m)
+	}
+	g.count += len(msgs)
+	if j.flushing {
+		j.groupMu.Unlock()
+		<-g.done
+		return g.err
+	}
+	// This append writes its own group and leaves the ones formed
+	// meanwhile to a drain, so it does not keep writing for others.
+	j.flushing = true
+	j.next = nil
+	j.groupMu.Unlock()
+	g.err = j.write(g.buf, g.count)
+	close(g.done)
+	j.groupMu.Lock()
+	if j.next != nil {
+		go j.drain()
+	} else {
+		j.flushing = false
+	}
+	j.groupMu.Unlock()
+	return g.err
+}
+
+// drain writes the waiting groups until none is left.
+func (j *deferJournal) drain() {
+	for {
+		j.groupMu.Lock()
+		g := j.next
+		j.next = nil
+		if g == nil {
+			j.flushing = false
+			j.groupMu.Unlock()
+			return
+		}
+		j.groupMu.Unlock()
+		g.err = j.write(g.buf, g.count)
+		close(g.done)
+	}
+}
+
+// journalGroup is the messages of the appends that share one fsync.
+type journalGroup struct {
+	buf   []byte
+	count int
+	done  chan struct{} // closed once written; err is set before
+	err   error
+}
+
+// write appends buf, holding count messages, to the journal and fsyncs
+// it.
+func (j *deferJournal) write(buf []byte, count int) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.file == nil {
@@ -74,17 +143,14 @@ func (j *deferJournal) append(msgs []*message) error {
 		}
 		j.file = f
 	}
-	var buf []byte
-	for _, m := range msgs {
-		buf = appendDeferredRecord(buf, m)
-	}
 	if _, err := j.file.Write(buf); err != nil {
 		return fmt.Errorf("writing deferred journal: %w", err)
 	}
+	j.fsyncs.Add(1)
 	if err := j.file.Sync(); err != nil {
 		return fmt.Errorf("fsyncing deferred journal: %w", err)
 	}
-	j.entries += len(msgs)
+	j.entries += count
 	return nil
 }
 

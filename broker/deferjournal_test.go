@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -46,5 +48,37 @@ func TestDurableDeferredPublishIsJournaled(t *testing.T) {
 		if msgs, err := readDeferredFile(dataPath, journal); err != nil || len(msgs) != 1 {
 			t.Fatalf("deferred file of %s after a clean shutdown: %d messages, %v", journal, len(msgs), err)
 		}
+	}
+}
+
+// Concurrent DPUBs share the journal's fsyncs.
+func TestDeferJournalGroupCommit(t *testing.T) {
+	const publishers, each = 16, 20
+	j := &deferJournal{path: deferJournalPath(t.TempDir(), "t:ch")}
+	defer j.remove()
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m := &message{due: time.Now().Add(time.Hour).UnixNano()}
+				m.Body = []byte(fmt.Sprintf("%d-%d", p, i))
+				if err := j.append([]*message{m}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	msgs, err := readDeferredPath(j.path)
+	if err != nil || len(msgs) != publishers*each {
+		t.Fatalf("journal holds %d messages (%v), want %d", len(msgs), err, publishers*each)
+	}
+	fsyncs := j.fsyncs.Load()
+	t.Logf("%d concurrent appends shared %d fsyncs", publishers*each, fsyncs)
+	if fsyncs*2 > publishers*each {
+		t.Fatalf("%d concurrent appends made %d fsyncs, want at most half as many", publishers*each, fsyncs)
 	}
 }
