@@ -48,7 +48,8 @@ type Channel struct {
 	exiting  bool
 	deleted  bool
 	backend  *diskqueue.Backlog
-	journal  *deferJournal // nil unless --durable
+	journal  *deferJournal    // nil unless --durable
+	inflight *inflightJournal // nil unless --durable
 	paused   atomic.Bool
 
 	messageCount  atomic.Uint64
@@ -85,7 +86,9 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
 	c.journal = openDeferJournal(cfg, topicName+":"+name, c.ephemeral)
+	c.inflight = openInflightJournal(cfg, topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()
+	c.restoreInflight()
 	return c
 }
 
@@ -107,7 +110,7 @@ func (c *Channel) put(msgs []*message) error {
 		if m.due > 0 {
 			c.pushDeferredLocked(m)
 			if c.journal != nil {
-				deferred = append(deferred, m)
+				deferred = append(deferred, m.journalCopy())
 			}
 			continue
 		}
@@ -141,7 +144,7 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 		for i := range backing {
 			c.pushDeferredLocked(&backing[i])
 			if c.journal != nil {
-				journaled = append(journaled, &backing[i])
+				journaled = append(journaled, backing[i].journalCopy())
 			}
 		}
 	} else {
@@ -174,7 +177,11 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	}
 	if m.due > 0 {
 		c.pushDeferredLocked(m)
+		journaled := m.journalCopy()
 		c.mu.Unlock()
+		if c.journal.append([]*message{journaled}) == nil {
+			c.inflight.done(m)
+		}
 		return
 	}
 	if int64(c.memory.len()) < c.cfg.memQueueSize || c.exiting {
@@ -188,6 +195,8 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	c.mu.Unlock()
 	if err := c.writeToBackend([]*message{m}); err != nil {
 		c.logger.Error("requeue to disk failed", "id", string(m.ID[:]), "err", err)
+	} else {
+		c.inflight.done(m)
 	}
 }
 
@@ -425,6 +434,7 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
+	c.inflight.reset()
 	return errors.Join(c.journal.compact(c.deferredSnapshot, true), c.backend.Empty())
 }
 
@@ -463,6 +473,7 @@ func (c *Channel) delete() {
 	}
 	removeDeferredFile(c.cfg.dataPath, c.backendName())
 	c.journal.remove()
+	c.inflight.reset()
 }
 
 // beginExit stops the deferred timer and refuses new clients; messages may
@@ -489,7 +500,11 @@ func (c *Channel) close() error {
 	c.mu.Unlock()
 	var errs []error
 	if !c.ephemeral {
-		errs = append(errs, c.writeToBackend(msgs))
+		backErr := c.writeToBackend(msgs)
+		if backErr == nil {
+			c.inflight.reset() // every message taken off disk is back on it
+		}
+		errs = append(errs, backErr)
 		err := writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred)
 		if err == nil {
 			c.journal.remove() // the deferred file holds them now

@@ -34,7 +34,8 @@ type Topic struct {
 	holdForInit bool
 	memory      messageQueue // backlog while no channel can take messages
 	backend     *diskqueue.Backlog
-	journal     *deferJournal // nil unless --durable
+	journal     *deferJournal    // nil unless --durable
+	inflight    *inflightJournal // nil unless --durable
 	exiting     bool
 
 	idMu sync.Mutex
@@ -68,7 +69,9 @@ func newTopic(name string, cfg *queueConfig, onChange func(), onEmpty func(*Topi
 	}
 	t.backend = cfg.openBackend(name, t.ephemeral)
 	t.journal = openDeferJournal(cfg, name, t.ephemeral)
+	t.inflight = openInflightJournal(cfg, name, t.ephemeral)
 	t.restoreDeferred()
+	t.restoreInflight()
 	go t.pump()
 	return t
 }
@@ -133,7 +136,7 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 		for i := range backing {
 			t.memory.push(&backing[i])
 			if t.journal != nil {
-				journaled = append(journaled, &backing[i])
+				journaled = append(journaled, backing[i].journalCopy())
 			}
 		}
 	} else {
@@ -245,11 +248,16 @@ func (t *Topic) pump() {
 			if len(msgs) == 0 {
 				continue
 			}
+			if err := t.inflight.add(msgs); err != nil {
+				t.logger.Error("journaling messages moving to channels", "err", err)
+			}
 			t.mu.RLock()
 			err := t.fanOutLocked(msgs)
 			t.mu.RUnlock()
 			if err != nil {
 				t.logger.Error("moving backlog to channels", "err", err)
+			} else {
+				t.inflight.done(msgs...)
 			}
 		case <-t.wake:
 		case <-t.exit:
@@ -421,6 +429,7 @@ func (t *Topic) Empty() error {
 	t.memory.drain()
 	t.mu.Unlock()
 	t.journal.removeIf(t.memoryEmpty)
+	t.inflight.reset()
 	return t.backend.Empty()
 }
 
@@ -460,6 +469,7 @@ func (t *Topic) delete() {
 	}
 	removeDeferredFile(t.cfg.dataPath, t.name)
 	t.journal.remove()
+	t.inflight.reset()
 }
 
 // beginExit refuses new publishes and channels and stops the pump.
