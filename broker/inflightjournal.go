@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -71,10 +72,10 @@ func (j *inflightJournal) add(msgs []*message) error {
 		buf = appendDeferredRecord(buf, &message{Message: m.Message})
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.file == nil {
 		f, err := os.OpenFile(j.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
+			j.mu.Unlock()
 			return fmt.Errorf("opening in-flight journal: %w", err)
 		}
 		if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
@@ -82,6 +83,7 @@ func (j *inflightJournal) add(msgs []*message) error {
 		}
 		if err := syncParent(j.path); err != nil {
 			f.Close()
+			j.mu.Unlock()
 			return err
 		}
 		j.file = f
@@ -95,10 +97,15 @@ func (j *inflightJournal) add(msgs []*message) error {
 		e.count++
 	}
 	j.entries += len(msgs)
-	if _, err := j.file.Write(buf); err != nil {
+	f := j.file
+	_, err := f.Write(buf)
+	j.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("writing in-flight journal: %w", err)
 	}
-	if err := j.file.Sync(); err != nil {
+	// FINs (done) need not wait for the fsync. A rewrite that closes the
+	// file meanwhile has fsynced every live message, these among them.
+	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("fsyncing in-flight journal: %w", err)
 	}
 	return nil
