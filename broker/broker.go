@@ -111,7 +111,8 @@ func New(opts *Options) (*Broker, error) {
 	b.queues = &queueConfig{
 		dataPath:            opts.DataPath,
 		nodeID:              opts.NodeID,
-		memQueueSize:        opts.MemQueueSize,
+		memQueueSize:        memQueueSize(opts),
+		durable:             opts.Durable,
 		maxChannelConsumers: opts.MaxChannelConsumers,
 		topologyAware:       opts.HasExperiment(ExperimentTopologyAwareConsumption),
 		logger:              logger,
@@ -146,7 +147,17 @@ func (b *Broker) openBackend(name string, ephemeral bool) *diskqueue.Backlog {
 		// before every acknowledgement.
 		WriteBehind:  min(b.opts.MemQueueSize, maxWriteBehind),
 		OnWriteState: func(err error) { b.health.set(name, err) },
+		Durable:      b.opts.Durable,
 	})
+}
+
+// memQueueSize is the memory queue of each topic and channel: none with
+// --durable, where every message is written and fsynced before its OK.
+func memQueueSize(opts *Options) int64 {
+	if opts.Durable {
+		return 0
+	}
+	return opts.MemQueueSize
 }
 
 // setHealth marks the broker itself unhealthy with err, or healthy again

@@ -48,6 +48,8 @@ type Channel struct {
 	exiting  bool
 	deleted  bool
 	backend  *diskqueue.Backlog
+	journal  *deferJournal    // nil unless --durable
+	inflight *inflightJournal // nil unless --durable
 	paused   atomic.Bool
 
 	messageCount  atomic.Uint64
@@ -83,7 +85,10 @@ func newChannel(topicName, name string, cfg *queueConfig, hooks channelHooks) *C
 		latency:   cfg.latency.newWindow(),
 	}
 	c.backend = cfg.openBackend(topicName+":"+name, c.ephemeral)
+	c.journal = openDeferJournal(cfg, topicName+":"+name, c.ephemeral)
+	c.inflight = openInflightJournal(cfg, topicName+":"+name, c.ephemeral)
 	c.restoreDeferred()
+	c.restoreInflight()
 	return c
 }
 
@@ -95,8 +100,10 @@ func (c *Channel) Name() string { return c.name }
 // put queues messages for delivery: in memory while there is room, then
 // on disk (ephemeral channels drop the overflow). On a failed disk write
 // it returns the messages it did not store, for the topic to retry.
+// Deferred messages stay in memory; with --durable a failure to journal
+// them is returned as err with nothing failed.
 func (c *Channel) put(msgs []*message) (failed []*message, err error) {
-	var overflow []*message
+	var overflow, deferred []*message
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
@@ -105,6 +112,9 @@ func (c *Channel) put(msgs []*message) (failed []*message, err error) {
 	for _, m := range msgs {
 		if m.due > 0 {
 			c.pushDeferredLocked(m)
+			if c.journal != nil {
+				deferred = append(deferred, m.journalCopy())
+			}
 			continue
 		}
 		if int64(c.memory.len()) < c.cfg.memQueueSize {
@@ -116,12 +126,13 @@ func (c *Channel) put(msgs []*message) (failed []*message, err error) {
 	c.messageCount.Add(uint64(len(msgs)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
+	journalErr := c.journal.append(deferred)
 	if err := c.writeToBackend(overflow); err != nil {
 		failed = overflow[diskqueue.Written(err):]
 		c.messageCount.Add(-uint64(len(failed)))
-		return failed, err
+		return failed, errors.Join(journalErr, err)
 	}
-	return nil, nil
+	return nil, journalErr
 }
 
 // putNew queues the messages of a publish, given as they go on the wire:
@@ -137,10 +148,14 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 		return false, nil, errExiting
 	}
 	inMemory := len(wire)
+	var journaled []*message
 	if due > 0 {
 		backing := newMessages(wire, due)
 		for i := range backing {
 			c.pushDeferredLocked(&backing[i])
+			if c.journal != nil {
+				journaled = append(journaled, backing[i].journalCopy())
+			}
 		}
 	} else {
 		inMemory = roomFor(len(wire), c.cfg.memQueueSize, c.memory.len())
@@ -151,6 +166,9 @@ func (c *Channel) putNew(wire []protocol.Message, due int64, shared *lazyPack) (
 	c.messageCount.Add(uint64(len(wire)))
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
+	if err := c.journal.append(journaled); err != nil {
+		return true, nil, err
+	}
 	if err := c.writeWireToBackend(wire[inMemory:]); err != nil {
 		failed = wire[inMemory+diskqueue.Written(err):]
 		c.messageCount.Add(-uint64(len(failed)))
@@ -174,7 +192,11 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	}
 	if m.due > 0 {
 		c.pushDeferredLocked(m)
+		journaled := m.journalCopy()
 		c.mu.Unlock()
+		if c.journal.append([]*message{journaled}) == nil {
+			c.inflight.done(m)
+		}
 		return
 	}
 	if int64(c.memory.len()) < c.cfg.memQueueSize || c.exiting {
@@ -189,6 +211,8 @@ func (c *Channel) requeue(m *message, delay time.Duration) {
 	if err := c.writeToBackend([]*message{m}); err != nil {
 		c.logger.Error("requeue to disk failed; kept in memory", "id", string(m.ID[:]), "err", err)
 		c.keepInMemory([]*message{m})
+	} else {
+		c.inflight.done(m)
 	}
 }
 
@@ -290,8 +314,11 @@ func (c *Channel) fireDeferred() {
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
 	if err := c.writeToBackend(overflow); err != nil {
+		// The journal keeps them too until a later compaction.
 		c.logger.Error("deferred messages to disk failed; kept in memory", "err", err)
 		c.keepInMemory(overflow[diskqueue.Written(err):])
+	} else if err := c.journal.compact(c.deferredSnapshot, false); err != nil {
+		c.logger.Error("rewriting the deferred journal", "err", err)
 	}
 }
 
@@ -440,7 +467,8 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
-	return c.backend.Empty()
+	c.inflight.reset()
+	return errors.Join(c.journal.compact(c.deferredSnapshot, true), c.backend.Empty())
 }
 
 // Depth is the number of messages waiting in memory and on disk, not
@@ -477,6 +505,8 @@ func (c *Channel) delete() {
 		c.logger.Error("deleting channel data", "err", err)
 	}
 	removeDeferredFile(c.cfg.dataPath, c.backendName())
+	c.journal.remove()
+	c.inflight.reset()
 }
 
 // beginExit stops the deferred timer and refuses new clients; messages may
@@ -503,8 +533,16 @@ func (c *Channel) close() error {
 	c.mu.Unlock()
 	var errs []error
 	if !c.ephemeral {
-		errs = append(errs, c.writeToBackend(msgs))
-		errs = append(errs, writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred))
+		backErr := c.writeToBackend(msgs)
+		if backErr == nil {
+			c.inflight.reset() // every message taken off disk is back on it
+		}
+		errs = append(errs, backErr)
+		err := writeDeferredFile(c.cfg.dataPath, c.backendName(), deferred)
+		if err == nil {
+			c.journal.remove() // the deferred file holds them now
+		}
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.backend.Close())
 	return errors.Join(errs...)
@@ -516,7 +554,7 @@ func (c *Channel) restoreDeferred() {
 	if c.ephemeral {
 		return
 	}
-	msgs, err := readDeferredFile(c.cfg.dataPath, c.backendName())
+	msgs, err := readDeferredAndJournal(c.cfg.dataPath, c.backendName(), c.journal)
 	if err != nil {
 		c.logger.Error("reading deferred messages", "err", err)
 		return

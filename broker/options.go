@@ -43,6 +43,7 @@ type Options struct {
 	MaxBytesPerFile int64         `flag:"max-bytes-per-file" help:"number of bytes per diskqueue file before rolling"`
 	SyncEvery       int64         `flag:"sync-every" help:"number of messages per diskqueue fsync"`
 	SyncTimeout     time.Duration `flag:"sync-timeout" help:"duration of time per diskqueue fsync"`
+	Durable         bool          `flag:"durable" help:"answer PUB, MPUB, DPUB and HTTP /pub, /mpub only once the messages are fsynced to disk (wren only; implies --mem-queue-size=0; concurrent publishers share fsyncs)"`
 
 	QueueScanWorkerPoolMax  int `flag:"queue-scan-worker-pool-max" help:"only nsqd's default (4) is accepted: wren times messages out per client, on time, and has no scan workers to size"`
 	QueueScanSelectionCount int `flag:"queue-scan-selection-count" help:"only nsqd's default (20) is accepted: wren has no queue scan to tune"`

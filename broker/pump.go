@@ -135,7 +135,11 @@ func (c *client) takeRecord(ch *Channel, rec []byte) {
 	scratch := getWire(0)
 	defer putWire(scratch)
 	*scratch = ch.backend.Take(rec, *scratch)
-	ch.pushFromDisk(fromWire(*scratch))
+	msgs := fromWire(*scratch)
+	if err := ch.inflight.add(msgs); err != nil {
+		ch.logger.Error("journaling messages read from disk", "err", err)
+	}
+	ch.pushFromDisk(msgs)
 }
 
 // armTimeout sets the timer for the earliest in-flight deadline unless it
@@ -244,6 +248,7 @@ func (c *client) finish(id protocol.MessageID) error {
 		return err
 	}
 	ch.observeFinish(m)
+	ch.inflight.done(m)
 	c.finishCount.Add(1)
 	c.wakeUp() // capacity freed
 	return nil

@@ -23,6 +23,7 @@ type queueConfig struct {
 	dataPath            string
 	nodeID              int64
 	memQueueSize        int64
+	durable             bool // --durable: deferred messages are journaled (deferjournal.go)
 	maxChannelConsumers int
 	topologyAware       bool // --enable-experiment=topology-aware-consumption
 	logger              *slog.Logger
@@ -89,9 +90,14 @@ func deferredFilePath(dataPath, name string) string {
 }
 
 func writeDeferredFile(dataPath, name string, msgs []*message) error {
-	path := deferredFilePath(dataPath, name)
+	return writeDeferredPath(deferredFilePath(dataPath, name), msgs)
+}
+
+// writeDeferredPath writes msgs to path in the deferred file's format,
+// or removes path when there are none.
+func writeDeferredPath(path string, msgs []*message) error {
 	if len(msgs) == 0 {
-		removeDeferredFile(dataPath, name)
+		_ = os.Remove(path)
 		return nil
 	}
 	buf := []byte(deferredMagic)
@@ -109,7 +115,11 @@ func appendDeferredRecord(dst []byte, m *message) []byte {
 }
 
 func readDeferredFile(dataPath, name string) ([]*message, error) {
-	data, err := os.ReadFile(deferredFilePath(dataPath, name))
+	return readDeferredPath(deferredFilePath(dataPath, name))
+}
+
+func readDeferredPath(path string) ([]*message, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

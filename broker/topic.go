@@ -34,6 +34,8 @@ type Topic struct {
 	holdForInit bool
 	memory      messageQueue // backlog while no channel can take messages
 	backend     *diskqueue.Backlog
+	journal     *deferJournal    // nil unless --durable
+	inflight    *inflightJournal // nil unless --durable
 	exiting     bool
 
 	idMu sync.Mutex
@@ -71,7 +73,10 @@ func newTopic(name string, cfg *queueConfig, onChange func(), onEmpty func(*Topi
 		onEmpty:   onEmpty,
 	}
 	t.backend = cfg.openBackend(name, t.ephemeral)
+	t.journal = openDeferJournal(cfg, name, t.ephemeral)
+	t.inflight = openInflightJournal(cfg, name, t.ephemeral)
 	t.restoreDeferred()
+	t.restoreInflight()
 	go t.pump()
 	return t
 }
@@ -130,10 +135,14 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	}
 	// Deferred messages stay in memory so their delay is never lost.
 	inMemory := len(wire)
+	var journaled []*message
 	if due > 0 {
 		backing := newMessages(wire, due)
 		for i := range backing {
 			t.memory.push(&backing[i])
+			if t.journal != nil {
+				journaled = append(journaled, backing[i].journalCopy())
+			}
 		}
 	} else {
 		inMemory = roomFor(len(wire), t.cfg.memQueueSize, t.memory.len())
@@ -143,9 +152,14 @@ func (t *Topic) publish(bodies [][]byte, delay time.Duration) (kept bool, err er
 	}
 	t.mu.Unlock()
 	t.wakePump()
+	if err := t.journal.append(journaled); err != nil {
+		return true, err
+	}
 	if err := t.backend.Put(wire[inMemory:]); err != nil {
 		stored := inMemory + diskqueue.Written(err)
-		if stored == 0 {
+		if stored == 0 || t.cfg.durable {
+			// With --durable nothing is acknowledged that is not fsynced:
+			// the publisher retries, and what was stored may come twice.
 			return due > 0, err
 		}
 		// Part of the publish is queued, so it is acknowledged (a retry
@@ -190,7 +204,10 @@ func (t *Topic) fanOutNewLocked(wire []protocol.Message, due int64) (kept bool, 
 	if len(failures) == 0 {
 		return kept, nil
 	}
-	if !stored {
+	if !stored || t.cfg.durable {
+		// With --durable a copy held in memory for a retry would be
+		// acknowledged unsynced: the publish fails instead, and the
+		// channels that stored it may get it twice.
 		errs := make([]error, len(failures))
 		for i, f := range failures {
 			errs[i] = f.err
@@ -212,9 +229,10 @@ type failedCopy struct {
 
 // fanOutLocked gives each channel its own copy of msgs from the topic's
 // backlog; the first channel takes the originals. Copies a channel cannot
-// store stay at the topic to be retried (retry.go). t.mu must be held
-// (read or write).
-func (t *Topic) fanOutLocked(msgs []*message) {
+// store stay at the topic to be retried (retry.go); stored says none had
+// to. t.mu must be held (read or write).
+func (t *Topic) fanOutLocked(msgs []*message) (stored bool) {
+	stored = true
 	for i, ch := range t.channelList {
 		batch := msgs
 		if i < len(t.channelList)-1 {
@@ -227,8 +245,10 @@ func (t *Topic) fanOutLocked(msgs []*message) {
 		}
 		if failed, err := ch.put(batch); len(failed) > 0 {
 			t.holdForRetry(ch, failed, err)
+			stored = false
 		}
 	}
+	return stored
 }
 
 func (t *Topic) wakePump() {
@@ -266,8 +286,11 @@ func (t *Topic) pump() {
 		if flowing {
 			batch = t.memory.popInto(batch[:0], cap(batch))
 			if len(batch) > 0 {
-				t.fanOutLocked(batch)
+				stored := t.fanOutLocked(batch)
 				t.mu.Unlock()
+				if stored {
+					t.journal.removeIf(t.memoryEmpty)
+				}
 				continue
 			}
 		}
@@ -286,9 +309,17 @@ func (t *Topic) pump() {
 			if len(msgs) == 0 {
 				continue
 			}
+			if err := t.inflight.add(msgs); err != nil {
+				t.logger.Error("journaling messages moving to channels", "err", err)
+			}
 			t.mu.RLock()
-			t.fanOutLocked(msgs)
+			stored := t.fanOutLocked(msgs)
 			t.mu.RUnlock()
+			if stored {
+				// Copies held for a retry keep their journal entries
+				// until close: after a crash they come back, perhaps twice.
+				t.inflight.done(msgs...)
+			}
 		case <-t.wake:
 		case <-t.exit:
 			return
@@ -458,6 +489,8 @@ func (t *Topic) Empty() error {
 	t.mu.Lock()
 	t.memory.drain()
 	t.mu.Unlock()
+	t.journal.removeIf(t.memoryEmpty)
+	t.inflight.reset()
 	return t.backend.Empty()
 }
 
@@ -498,6 +531,8 @@ func (t *Topic) delete() {
 		t.logger.Error("deleting topic data", "err", err)
 	}
 	removeDeferredFile(t.cfg.dataPath, t.name)
+	t.journal.remove()
+	t.inflight.reset()
 }
 
 // beginExit refuses new publishes and channels and stops the pump.
@@ -536,7 +571,11 @@ func (t *Topic) close() error {
 			}
 		}
 		errs = append(errs, t.backend.Put(wireMessages(ready)))
-		errs = append(errs, writeDeferredFile(t.cfg.dataPath, t.name, deferred))
+		err := writeDeferredFile(t.cfg.dataPath, t.name, deferred)
+		if err == nil {
+			t.journal.remove() // the deferred file holds them now
+		}
+		errs = append(errs, err)
 	}
 	errs = append(errs, t.backend.Close())
 	return errors.Join(errs...)
@@ -546,7 +585,7 @@ func (t *Topic) restoreDeferred() {
 	if t.ephemeral {
 		return
 	}
-	msgs, err := readDeferredFile(t.cfg.dataPath, t.name)
+	msgs, err := readDeferredAndJournal(t.cfg.dataPath, t.name, t.journal)
 	if err != nil {
 		t.logger.Error("reading deferred messages", "err", err)
 		return

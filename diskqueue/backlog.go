@@ -74,7 +74,8 @@ type Backlog struct {
 	depth    atomic.Int64 // messages put and not yet taken
 	activity atomic.Int64 // bumped by every Put and Take, for reconcile
 
-	syncer *syncer // nil for a discard backlog
+	syncer  *syncer           // nil for a discard or durable backlog
+	durable *durableCommitter // nil unless Options.Durable
 
 	// onWriteState hears when writes start failing (a non-nil error) and
 	// when one succeeds again (nil); writes are serialised, so the calls
@@ -116,6 +117,12 @@ func OpenBacklog(o Options) *Backlog {
 	b.writeBehind = max(o.WriteBehind, 0)
 	b.damagedFiles.Add(repairMetadata(o, queueLogger(o)))
 	b.onWriteState = o.OnWriteState
+	if o.Durable {
+		b.writeBehind = 0
+		if err := ensureMetadata(o); err != nil {
+			b.logger.Error("durable queue without metadata: a crash before its first sync loses its first file", "err", err)
+		}
+	}
 	depth, writeFile, err := countEntries(o)
 	if err != nil {
 		b.logger.Warn("counting the messages on disk", "err", err)
@@ -123,7 +130,11 @@ func OpenBacklog(o Options) *Backlog {
 	b.depth.Store(depth)
 	o.onBadFile = b.badFile
 	b.queue = openRepaired(o)
-	b.syncer = newSyncer(o, b.logger, writeFile)
+	if o.Durable {
+		b.durable = newDurableCommitter(o, writeFile)
+	} else {
+		b.syncer = newSyncer(o, b.logger, writeFile)
+	}
 	return b
 }
 
@@ -405,6 +416,9 @@ func (b *Backlog) write(g *writeGroup) {
 	closing := b.closing
 	emptied := b.emptied
 	b.mu.Unlock()
+	if b.durable != nil {
+		b.durable.mu.Lock()
+	}
 	var failed, ackedFailed int64
 	var keep *writeGroup
 	var first int64 // the group's index of the record's first message
@@ -413,7 +427,9 @@ func (b *Backlog) write(g *writeGroup) {
 			if err := b.queue.Put(FinishRecord(rec, g.counts[i])); err != nil {
 				g.err = fmt.Errorf("writing to disk queue %s: %w", b.name, err)
 			} else {
-				b.syncer.wrote(g.counts[i])
+				if b.syncer != nil {
+					b.syncer.wrote(g.counts[i])
+				}
 				g.written += int64(g.counts[i])
 			}
 		}
@@ -427,6 +443,16 @@ func (b *Backlog) write(g *writeGroup) {
 		recordPool.Put(&rec)
 	}
 	g.records = nil
+	if b.durable != nil {
+		// One fsync for every Put of the group. Messages written and not
+		// fsynced stay in the queue, but their Puts fail.
+		if g.err == nil {
+			if err := b.durable.commit(); err != nil {
+				g.err = fmt.Errorf("fsyncing disk queue %s: %w", b.name, err)
+			}
+		}
+		b.durable.mu.Unlock()
+	}
 	var kept int64
 	if keep != nil {
 		kept = keep.total
@@ -579,6 +605,11 @@ func (b *Backlog) Empty() error {
 		b.dropRetryLocked()
 		b.mu.Unlock()
 	}
+	if b.durable != nil {
+		b.durable.mu.Lock()
+		defer b.durable.mu.Unlock()
+		defer b.durable.wasEmptied()
+	}
 	err := b.queue.Empty()
 	b.depth.Store(0)
 	b.markSuspect()
@@ -638,6 +669,9 @@ func (b *Backlog) finish(end func() error) error {
 		close(b.closed)
 		if b.syncer != nil {
 			b.syncer.stop()
+		}
+		if b.durable != nil {
+			b.durable.close()
 		}
 		err = end()
 	})

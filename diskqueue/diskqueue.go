@@ -49,6 +49,11 @@ type Options struct {
 	// failing (with the error) and when one succeeds again (with nil).
 	OnWriteState func(error)
 
+	// Durable makes a Backlog's Put return only once its messages are
+	// fsynced where go-diskqueue's recovery finds them (see
+	// durableCommitter); WriteBehind is then ignored.
+	Durable bool
+
 	// onBadFile hears each time go-diskqueue sets a damaged file aside.
 	onBadFile func()
 }

@@ -48,6 +48,7 @@ var flagEvidence = map[string]string{
 	"broker data-path":                          "integration.TestDataPathLocked",
 	"broker mem-queue-size":                     "broker.TestOldestFirstAcrossMemoryAndDisk",
 	"broker max-bytes-per-file":                 "diskqueue.TestRollsOverSegmentFiles",
+	"broker durable":                            "integration.TestDurableKillKeepsAcknowledged",
 	"broker sync-every":                         "integration.TestKillKeepsAcceptedMessages",
 	"broker sync-timeout":                       "diskqueue.TestSyncTimeoutSyncsWithoutSyncEvery",
 	"broker queue-scan-worker-pool-max":         "cmd/wren.TestParseBrokerArgsErrors",
