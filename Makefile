@@ -9,7 +9,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build run test race vet lint fuzz bench conformance
+.PHONY: build run test race vet lint fuzz bench conformance reliability
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wren
@@ -46,6 +46,14 @@ fuzz:
 			$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
 		done; \
 	done
+
+# The fault tests at full length: power cuts of 20,000 messages, disk
+# full, damaged files, hostile clients, crashes. `make test` runs each
+# short. Set WREN_NSQD to an nsqd binary to measure it on the same power
+# cut (docs/reliability.md).
+reliability:
+	WREN_RELIABILITY_FULL=1 $(GO) test -race -count=1 -v \
+		-run 'PowerCut|Durable|DiskFull|Damaged|Metadata|Trickle|Stuck|Kill|Restart|Takeover' ./integration/
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
