@@ -199,6 +199,8 @@ func (o *Options) Validate() error {
 	for _, p := range o.E2EProcessingLatencyPercentiles {
 		check(p > 0 && p <= 1, "--e2e-processing-latency-percentile %v must be in (0,1]", p)
 	}
+	check(!o.Durable || o.MemQueueSize == 0 || o.MemQueueSize == 10000,
+		"--mem-queue-size=%d has no effect with --durable, which keeps no memory queue; remove one of them", o.MemQueueSize)
 	// nsqd's queue scan has no counterpart to tune: a value other than
 	// nsqd's default is refused rather than accepted and ignored.
 	check(o.QueueScanWorkerPoolMax == 4, "--queue-scan-worker-pool-max=%d: wren has no queue scan workers (messages time out per client, on time); remove the flag", o.QueueScanWorkerPoolMax)

@@ -253,6 +253,7 @@ func TestParseBrokerArgsErrors(t *testing.T) {
 		{name: "bad percentile", args: []string{"--e2e-processing-latency-percentile=0.5,x"}, want: `for flag --e2e-processing-latency-percentile: want numbers`},
 		{name: "percentile out of range", args: []string{"--e2e-processing-latency-percentile=1.5"}, want: "must be in (0,1]"},
 		{name: "validate", args: []string{"--node-id=5000"}, want: "--node-id must be in [0,1024)"},
+		{name: "memory queue with durable", args: []string{"--durable", "--mem-queue-size=500"}, want: "--mem-queue-size=500 has no effect with --durable"},
 		{name: "queue scan workers", args: []string{"--queue-scan-worker-pool-max=8"}, want: "--queue-scan-worker-pool-max=8: wren has no queue scan workers"},
 		{name: "queue scan selection", config: "queue_scan_selection_count = 40", want: "--queue-scan-selection-count=40: wren has no queue scan to tune"},
 		{name: "bare bool takes no separate value", args: []string{"--tls-required", "tcp-https"}, want: `unexpected argument "tcp-https"`},
