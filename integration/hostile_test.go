@@ -176,3 +176,100 @@ func TestStuckReaderCutOff(t *testing.T) {
 	}
 	waitLog(t, p, 10*time.Second, `msg="client closed"`, `reason="write timeout"`)
 }
+
+// TestTrickledBodiesCutOff runs the binary: 100 clients each declare a
+// 5 MiB MPUB body and send it a few KiB at a time. The broker's memory
+// follows what arrived, not what was declared, every one of them is
+// closed at its deadline, and a well-behaved publisher keeps working.
+func TestTrickledBodiesCutOff(t *testing.T) {
+	const clients, declared = 100, 5 << 20
+	p := startWren(t, t.TempDir())
+	before, err := vmRSS(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = v2Dial(t, p.tcpAddr, 1000)
+		head := []byte("MPUB trickle\n")
+		head = binary.BigEndian.AppendUint32(head, declared)
+		head = binary.BigEndian.AppendUint32(head, 1)          // one message
+		head = binary.BigEndian.AppendUint32(head, declared-8) // of all the rest
+		if _, err := conns[i].Write(head); err != nil {
+			t.Fatal(err)
+		}
+		go func(c net.Conn) {
+			chunk := make([]byte, 4096)
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+				select {
+				case <-tick.C:
+				case <-stop:
+					return
+				}
+			}
+		}(conns[i])
+	}
+	// While they trickle, a normal publisher is answered.
+	ok := v2Dial(t, p.tcpAddr, 5000)
+	pub := []byte("PUB fine\n")
+	pub = binary.BigEndian.AppendUint32(pub, 2)
+	pub = append(pub, "ok"...)
+	if _, err := ok.Write(pub); err != nil {
+		t.Fatal(err)
+	}
+	_ = ok.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if frameType, data, err := v2ReadFrame(ok); err != nil || frameType != 0 || string(data) != "OK" {
+		t.Fatalf("a normal PUB among the trickling clients: frame %d %q, %v", frameType, data, err)
+	}
+	// The largest RSS seen until the clients are closed.
+	peak := make(chan int64, 1)
+	sampling := make(chan struct{})
+	go func() {
+		var most int64
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if rss, err := vmRSS(p.cmd.Process.Pid); err == nil {
+				most = max(most, rss)
+			}
+			select {
+			case <-tick.C:
+			case <-sampling:
+				peak <- most
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	closed := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed++
+		}
+	}
+	took := time.Since(start)
+	close(sampling)
+	rss := <-peak
+	select {
+	case <-p.done:
+		t.Fatal("wren exited")
+	default:
+	}
+	t.Logf("%d clients declaring %d MiB each: RSS %d KiB before, at most %d KiB while they trickled; %d of %d closed within %s",
+		clients, declared>>20, before, rss, closed, clients, took.Round(time.Millisecond))
+	if closed != clients {
+		t.Fatalf("%d of %d trickling clients still open after 10 s", clients-closed, clients)
+	}
+	// Declared in full, the bodies would be 500 MiB.
+	if grown := rss - before; grown > 128<<10 {
+		t.Fatalf("RSS grew by %d KiB while %d clients trickled bodies: memory follows what was declared", grown, clients)
+	}
+}
