@@ -295,6 +295,22 @@ func (b *Backlog) drain(g *writeGroup) {
 			case <-wait.C:
 			case <-b.stopping:
 				wait.Stop()
+			case <-b.hurry:
+				// A Put waits for its write: write its group now and
+				// this retry after, so a failing disk answers publishers
+				// at once rather than after the retry's backoff.
+				wait.Stop()
+				b.mu.Lock()
+				if b.pending != nil {
+					if b.retry != nil {
+						g.merge(b.retry)
+					}
+					b.retry, b.current = g, nil
+					b.mu.Unlock()
+					g, lastWasRetry = nil, true
+					continue
+				}
+				b.mu.Unlock()
 			}
 		}
 		b.write(g)
