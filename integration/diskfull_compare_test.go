@@ -2,22 +2,12 @@ package integration
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"testing"
 	"time"
 )
-
-// diskFullResult counts one run of publishing through a full disk.
-type diskFullResult struct {
-	published, acked, received, lost, duplicated int
-	alive                                        bool
-}
-
-func (r diskFullResult) String() string {
-	return fmt.Sprintf("published %d, acknowledged %d, received %d, lost %d, duplicated %d, alive %v",
-		r.published, r.acked, r.received, r.lost, r.duplicated, r.alive)
-}
 
 // runDiskFull starts a broker with its defaults on a small disk, with a
 // topic and a channel nobody consumes yet, fills the disk, and publishes
@@ -25,7 +15,7 @@ func (r diskFullResult) String() string {
 // queue fills, and past it every message needs the disk. Then space
 // returns, a consumer reads the channel dry, and the run counts what
 // arrived of what was acknowledged.
-func runDiskFull(t *testing.T, start brokerStarter, count int) diskFullResult {
+func runDiskFull(t *testing.T, start brokerStarter, count int) faultResult {
 	t.Helper()
 	const topic, channel = "full", "c"
 	disk := smallDisk(t, "8m")
@@ -34,7 +24,7 @@ func runDiskFull(t *testing.T, start brokerStarter, count int) diskFullResult {
 	post(t, w.http, "/channel/create", url.Values{"topic": {topic}, "channel": {channel}})
 	makeSpace := fillDisk(t, disk)
 
-	r := diskFullResult{published: count}
+	r := faultResult{published: count}
 	acked := map[string]bool{}
 	pub := newPublisher(t, w.tcpAddr)
 	for i := 0; i < count; i++ {
@@ -63,19 +53,7 @@ func runDiskFull(t *testing.T, start brokerStarter, count int) diskFullResult {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	got.mu.Lock()
-	for body := range acked {
-		if _, ok := got.at[body]; !ok {
-			r.lost++
-		}
-	}
-	r.received, r.duplicated = len(got.at), got.count-len(got.at)
-	got.mu.Unlock()
-	select {
-	case <-w.done:
-	default:
-		r.alive = true
-	}
+	r.tally(maps.Keys(acked), got, w)
 	return r
 }
 

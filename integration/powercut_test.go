@@ -34,16 +34,35 @@ func startNSQD(bin string) brokerStarter {
 	}
 }
 
-// powerCutResult counts one run of publish, SIGKILL, power cut, restart
-// and consume.
-type powerCutResult struct {
-	acked, received, lost, duplicated int
-	alive                             bool
+// faultResult counts one fault run: messages published and acknowledged,
+// distinct ones received of those, acknowledged ones lost, repeated
+// deliveries, and whether the broker was alive at the end.
+type faultResult struct {
+	published, acked, received, lost, duplicated int
+	alive                                        bool
 }
 
-func (r powerCutResult) String() string {
-	return fmt.Sprintf("acknowledged %d, received %d, lost %d, duplicated %d, alive after restart %v",
-		r.acked, r.received, r.lost, r.duplicated, r.alive)
+func (r faultResult) String() string {
+	return fmt.Sprintf("published %d, acknowledged %d, received %d, lost %d, duplicated %d, alive %v",
+		r.published, r.acked, r.received, r.lost, r.duplicated, r.alive)
+}
+
+// tally fills in what got received of the acknowledged bodies, and
+// whether w is still running.
+func (r *faultResult) tally(acked func(yield func(string) bool), got *received, w *wrenProcess) {
+	got.mu.Lock()
+	for body := range acked {
+		if _, ok := got.at[body]; !ok {
+			r.lost++
+		}
+	}
+	r.received, r.duplicated = len(got.at), got.count-len(got.at)
+	got.mu.Unlock()
+	select {
+	case <-w.done:
+	default:
+		r.alive = true
+	}
 }
 
 // runPowerCut starts wren with args on a power-cut filesystem, publishes
@@ -51,7 +70,7 @@ func (r powerCutResult) String() string {
 // it, cuts the power (every write not fsynced is lost), starts it again
 // on what is left and consumes for up to wait. The filesystem is
 // unmounted when the test ends, whether it passed or not.
-func runPowerCut(t *testing.T, start brokerStarter, count int, wait time.Duration, args ...string) powerCutResult {
+func runPowerCut(t *testing.T, start brokerStarter, count int, wait time.Duration, args ...string) faultResult {
 	t.Helper()
 	fsys, mnt := powercut.MountTemp(t)
 	data := filepath.Join(mnt, "data")
@@ -64,7 +83,7 @@ func runPowerCut(t *testing.T, start brokerStarter, count int, wait time.Duratio
 	post(t, w.http, "/topic/create", url.Values{"topic": {topic}})
 	post(t, w.http, "/channel/create", url.Values{"topic": {topic}, "channel": {channel}})
 	p := producer(t, w.tcpAddr)
-	var r powerCutResult
+	r := faultResult{published: count}
 	for r.acked < count {
 		if r.acked%(2*perMPUB) == 0 {
 			if err := p.Publish(topic, []byte(fmt.Sprintf("msg-%05d", r.acked))); err != nil {
@@ -95,20 +114,13 @@ func runPowerCut(t *testing.T, start brokerStarter, count int, wait time.Duratio
 	for got.distinct() < r.acked && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	got.mu.Lock()
-	r.received = got.count
-	for i := 0; i < r.acked; i++ {
-		if _, ok := got.at[fmt.Sprintf("msg-%05d", i)]; !ok {
-			r.lost++
+	r.tally(func(yield func(string) bool) {
+		for i := range r.acked {
+			if !yield(fmt.Sprintf("msg-%05d", i)) {
+				return
+			}
 		}
-	}
-	r.duplicated = got.count - len(got.at)
-	got.mu.Unlock()
-	select {
-	case <-w2.done:
-	default:
-		r.alive = true
-	}
+	}, got, w2)
 	return r
 }
 
